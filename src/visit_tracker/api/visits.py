@@ -1,0 +1,52 @@
+"""The original contract: `POST /visit` and `GET /stats`, field for field."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.schemas import STORE_UNAVAILABLE
+
+router = APIRouter(tags=["visits"])
+
+
+class VisitCount(BaseModel):
+    visits: int = Field(description="Total visits, this one included.", examples=[5])
+
+
+class Stats(BaseModel):
+    uptime_seconds: float = Field(
+        description="Seconds since this server process started.", examples=[120.5]
+    )
+    total_visits: int = Field(description="Total visits counted.", examples=[5])
+    current_time: str = Field(
+        description="The server's clock: UTC, ISO-8601 with milliseconds.",
+        examples=["2025-07-22T01:00:00.123Z"],
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+    )
+
+
+def utc_timestamp(moment: datetime) -> str:
+    """`2025-07-22T01:00:00.123Z`: UTC with milliseconds and a Z, as the original API wrote it."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@router.post("/visit", responses=STORE_UNAVAILABLE)
+async def visit(tracker: TrackerDep) -> VisitCount:
+    """Count one visit and return the total, this visit included.
+
+    The answer comes only after the visit is stored: a 200 means it is counted and survives a
+    restart. Concurrent visits each get their own number.
+    """
+    return VisitCount(visits=await tracker.visit())
+
+
+@router.get("/stats", responses=STORE_UNAVAILABLE)
+async def stats(tracker: TrackerDep) -> Stats:
+    """Uptime of this server process, total visits, and the current time."""
+    return Stats(
+        uptime_seconds=tracker.uptime(),
+        total_visits=await tracker.total(),
+        current_time=utc_timestamp(datetime.now(UTC)),
+    )

@@ -1,0 +1,85 @@
+"""The `visit-tracker` command: `serve` runs the HTTP server."""
+
+import asyncio
+import os
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from visit_tracker.errors import VisitTrackerError
+from visit_tracker.settings import LogLevel, Settings, load_settings
+from visit_tracker.stores import open_store
+
+cli = typer.Typer(
+    help="A self-hosted visit counter. Settings also come from VISIT_TRACKER_* variables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@cli.callback()
+def visit_tracker() -> None:
+    """A self-hosted visit counter whose counts survive restarts and stay exact."""
+
+
+def fail(error: VisitTrackerError) -> typer.Exit:
+    typer.echo(f"visit-tracker: {error}", err=True)
+    return typer.Exit(code=2)
+
+
+async def check_store(settings: Settings) -> None:
+    """Open and close the store once, so a bad one stops the server with one clear line."""
+    store = await open_store(settings.store, busy_timeout=settings.store_timeout)
+    await store.close()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port. [default: 8080]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes. [default: 1]")] = None,
+    store: Annotated[
+        str | None, typer.Option(help="Store URL. [default: sqlite:///data/visits.db]")
+    ] = None,
+    log_level: Annotated[LogLevel | None, typer.Option(help="[default: info]")] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="[default: off]")
+    ] = None,
+) -> None:
+    """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
+    flags: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "store": store,
+        "log_level": log_level,
+        "access_log": access_log,
+    }
+    try:
+        settings = load_settings(
+            **{name: value for name, value in flags.items() if value is not None}
+        )
+        asyncio.run(check_store(settings))
+    except VisitTrackerError as error:
+        raise fail(error) from None
+    # Worker processes build their app from the environment: hand them exactly these settings.
+    os.environ.update(settings.as_environment())
+    uvicorn.run(
+        "visit_tracker.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def main() -> None:
+    cli()

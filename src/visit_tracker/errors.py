@@ -1,0 +1,33 @@
+"""The exceptions visit-tracker raises on purpose.
+
+VisitTrackerError
+├── ConfigError             a setting is invalid or contradicts another; the server won't start
+├── StoreError              the store failed an operation; nothing of it was applied
+│   ├── StoreUnavailable    the store did not answer in time (busy, down); retry later
+│   └── StoreOpenError      the store could not be opened at start (bad path, corrupt file)
+└── ShuttingDown            the server is draining and takes no new visits
+"""
+
+
+class VisitTrackerError(Exception):
+    """Base class of every error raised by visit-tracker."""
+
+
+class ConfigError(VisitTrackerError):
+    """A setting is invalid or contradicts another; the message says which and why."""
+
+
+class StoreError(VisitTrackerError):
+    """The store failed an operation; none of its effects were applied."""
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer within the configured timeout."""
+
+
+class StoreOpenError(StoreError):
+    """The store could not be opened; the message names it and says why."""
+
+
+class ShuttingDown(VisitTrackerError):
+    """The server is shutting down and accepts no new visits."""

@@ -1,0 +1,82 @@
+"""All configuration in one place: environment variables `VISIT_TRACKER_*` or CLI flags.
+
+Settings are checked when read; a bad or contradictory one stops the server before it serves,
+with a message naming the variable, the flag and the reason.
+"""
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from visit_tracker.errors import ConfigError
+from visit_tracker.stores import check_store_url
+from visit_tracker.stores import is_shared as store_is_shared
+
+ENV_PREFIX = "VISIT_TRACKER_"
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    """How the server runs. Every field is also `VISIT_TRACKER_<NAME>` and `--<name>`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes sharing the port.")
+    store: str = Field(
+        "sqlite:///data/visits.db",
+        description="Where counts live: sqlite:///relative.db, sqlite:////absolute.db, memory://",
+    )
+    store_timeout: float = Field(
+        2.0, gt=0, le=60, description="Seconds a request waits on a busy store before a 503."
+    )
+    log_level: LogLevel = Field("info", description="Least severe log level written.")
+    access_log: bool = Field(False, description="Log one line per request.")
+    shutdown_timeout: int = Field(
+        10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
+    )
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, url: str) -> str:
+        return check_store_url(url)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase_level(cls, level: Any) -> Any:
+        return level.lower() if isinstance(level, str) else level
+
+    @model_validator(mode="after")
+    def _workers_share_the_store(self) -> "Settings":
+        if self.workers > 1 and not store_is_shared(self.store):
+            raise ValueError(
+                f"store {self.store} keeps counts inside one process, so {self.workers} workers "
+                "would each count on their own; use a sqlite:// store or one worker"
+            )
+        return self
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as `VISIT_TRACKER_*` variables, for worker processes to read back."""
+        return {
+            f"{ENV_PREFIX}{name.upper()}": str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+            for name, value in self.model_dump().items()
+        }
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment, apply explicit overrides, and raise `ConfigError` if invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors(include_url=False):
+            name = str(detail["loc"][0]) if detail["loc"] else ""
+            where = f"{ENV_PREFIX}{name.upper()} (--{name.replace('_', '-')})" if name else ""
+            message = detail["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

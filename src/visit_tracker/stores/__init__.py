@@ -1,0 +1,39 @@
+"""Stores: where counts live, chosen by one URL (`memory://`, `sqlite:///data/visits.db`)."""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from visit_tracker.stores.base import DEFAULT_COUNTER, CounterId, Hit, Store
+from visit_tracker.stores.memory import MemoryStore
+from visit_tracker.stores.sqlite import SqliteStore
+
+__all__ = ["DEFAULT_COUNTER", "CounterId", "Hit", "Store", "check_store_url", "open_store"]
+
+SCHEMES = ("memory", "sqlite")
+
+
+def check_store_url(url: str) -> str:
+    """Return the URL unchanged if it names a store we can open, else raise ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        known = ", ".join(f"{scheme}://" for scheme in SCHEMES)
+        raise ValueError(f"unknown store {url!r}: the URL must start with one of {known}")
+    if parts.scheme == "sqlite" and (parts.netloc or len(parts.path) < 2):
+        raise ValueError(
+            f"bad SQLite store URL {url!r}: write sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    return url
+
+
+def is_shared(url: str) -> bool:
+    """Whether several processes opening this URL see the same counts."""
+    return urlsplit(url).scheme != "memory"
+
+
+async def open_store(url: str, *, busy_timeout: float) -> Store:
+    """Open the store a (checked) URL names; raise `StoreOpenError` saying why it cannot."""
+    parts = urlsplit(check_store_url(url))
+    if parts.scheme == "memory":
+        return MemoryStore()
+    return await SqliteStore.open(Path(parts.path[1:]), busy_timeout=busy_timeout)

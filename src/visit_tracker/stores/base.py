@@ -1,0 +1,68 @@
+"""The `Store` protocol every backend implements, and the arithmetic they share.
+
+A store applies a batch of hits atomically and tells each hit the counter value it produced,
+so that concurrent visits get distinct, gap-free numbers however they are batched.
+"""
+
+from collections import Counter as Tally
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class CounterId:
+    """Names one counter: a namespace and a key inside it."""
+
+    namespace: str
+    key: str
+
+
+DEFAULT_COUNTER = CounterId("default", "visits")
+"""The counter behind the original `POST /visit` and `GET /stats`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One visit to count."""
+
+    counter: CounterId
+
+
+class Store(Protocol):
+    """Where counts live. Every method either fully succeeds or raises `StoreError`."""
+
+    async def apply(self, hits: Sequence[Hit]) -> list[int]:
+        """Count every hit in one atomic step and return each hit's new value, in order."""
+        ...
+
+    async def value(self, counter: CounterId) -> int:
+        """Return the counter's current value, 0 if it was never hit."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers; raise `StoreError` when it does not."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store's connections; pending work has already been applied."""
+        ...
+
+
+def tally(hits: Sequence[Hit]) -> Mapping[CounterId, int]:
+    """How many hits each counter receives in a batch, in order of first appearance."""
+    return Tally(hit.counter for hit in hits)
+
+
+def number_hits(hits: Sequence[Hit], totals: Mapping[CounterId, int]) -> list[int]:
+    """Give each hit its own value, given each counter's total after the whole batch.
+
+    A counter that received k hits and now stands at n hands them n-k+1 ... n in batch order.
+    """
+    counts = tally(hits)
+    last = {counter: totals[counter] - count for counter, count in counts.items()}
+    values = []
+    for hit in hits:
+        last[hit.counter] += 1
+        values.append(last[hit.counter])
+    return values

@@ -1,0 +1,181 @@
+"""The embedded default store: one SQLite file in WAL mode, shared by every worker process.
+
+Durability: with WAL and `synchronous=NORMAL` a committed transaction survives a crash of the
+process (SIGKILL, OOM); only a power loss or kernel crash can drop the last commits.
+
+Speed: a batch is one short write transaction run on the event loop (tens of microseconds).
+Workers never sleep in SQLite's busy handler — it sleeps whole milliseconds and wrecks the tail
+latency; a worker that finds the write lock taken retries on the next loop tick instead.
+WAL checkpoints run in a thread, off the request path.
+"""
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from visit_tracker.errors import StoreError, StoreOpenError, StoreUnavailable
+from visit_tracker.stores.base import CounterId, Hit, number_hits, tally
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+MIGRATIONS = {
+    1: """
+        CREATE TABLE counters (
+            namespace  TEXT    NOT NULL,
+            key        TEXT    NOT NULL,
+            value      INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,  -- unix time, milliseconds
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (namespace, key)
+        ) WITHOUT ROWID
+    """,
+}
+
+UPSERT_HITS = """
+    INSERT INTO counters (namespace, key, value, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (namespace, key)
+    DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at
+    RETURNING value
+"""
+
+OPEN_BUSY_TIMEOUT = 10.0
+"""Seconds a worker may wait at start while others create the schema or switch to WAL."""
+
+CHECKPOINT_INTERVAL = 0.5
+"""Seconds between WAL checkpoints; short enough that the log stays small under load."""
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    primary_code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    return primary_code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SqliteStore:
+    """Counters in one SQLite file; safe to share between processes on one machine."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, *, busy_timeout: float) -> None:
+        self._path = path
+        self._db = connection
+        self._busy_timeout = busy_timeout
+        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_forever())
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout: float) -> "SqliteStore":
+        """Open (creating if needed) the file and bring its schema up to date."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = _connect(path, busy_timeout=OPEN_BUSY_TIMEOUT)
+            _migrate(connection)
+            connection.execute("PRAGMA busy_timeout = 0")
+        except (OSError, sqlite3.Error) as error:
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            raise StoreOpenError(f"cannot open the SQLite store {path}: {reason}") from error
+        return cls(path, connection, busy_timeout=busy_timeout)
+
+    async def apply(self, hits: Sequence[Hit]) -> list[int]:
+        counts, now = tally(hits), _now_ms()
+
+        def write() -> dict[CounterId, int]:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                totals = {}
+                for counter, count in counts.items():
+                    row = (counter.namespace, counter.key, count, now, now)
+                    (totals[counter],) = self._db.execute(UPSERT_HITS, row).fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.rollback()
+                raise
+            return totals
+
+        return number_hits(hits, await self._run(write))
+
+    async def value(self, counter: CounterId) -> int:
+        def read() -> int:
+            row = self._db.execute(
+                "SELECT value FROM counters WHERE namespace = ? AND key = ?",
+                (counter.namespace, counter.key),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(read)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._db.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        self._checkpointer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._checkpointer
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._db.close()
+
+    async def _run(self, operation: Callable[[], T]) -> T:
+        """Run one short operation, retrying on later loop ticks while another process writes."""
+        deadline = time.monotonic() + self._busy_timeout
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except sqlite3.Error as error:
+                if not _is_busy(error):
+                    raise StoreError(f"SQLite store {self._path}: {error}") from error
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"SQLite store {self._path} stayed locked for {self._busy_timeout:g} s"
+                    ) from error
+            # The lock holder needs microseconds: yield one tick, then back off gently.
+            await asyncio.sleep(0 if attempt < 8 else min(0.0001 * 2 ** (attempt - 8), 0.01))
+            attempt += 1
+
+    async def _checkpoint_forever(self) -> None:
+        checkpointer = await asyncio.to_thread(_connect, self._path, busy_timeout=0)
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_INTERVAL)
+                with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
+                    await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            checkpointer.close()
+
+
+def _connect(path: Path, *, busy_timeout: float) -> sqlite3.Connection:
+    connection = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    connection.execute("PRAGMA wal_autocheckpoint = 0")
+    return connection
+
+
+def _check_not_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"schema version {version} is newer than this visit-tracker ({SCHEMA_VERSION})"
+        )
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        _check_not_newer(version)
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            connection.execute(MIGRATIONS[step])
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.rollback()
+        raise
