@@ -47,6 +47,12 @@ def serve(
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="[default: off]")
     ] = None,
+    store_timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait on a busy store. [default: 2]")
+    ] = None,
+    shutdown_timeout: Annotated[
+        int | None, typer.Option(help="Seconds to drain on SIGTERM. [default: 10]")
+    ] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -56,6 +62,8 @@ def serve(
         "store": store,
         "log_level": log_level,
         "access_log": access_log,
+        "store_timeout": store_timeout,
+        "shutdown_timeout": shutdown_timeout,
     }
     try:
         settings = load_settings(

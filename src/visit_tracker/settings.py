@@ -4,6 +4,7 @@ Settings are checked when read; a bad or contradictory one stops the server befo
 with a message naming the variable, the flag and the reason.
 """
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -70,6 +71,12 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment, apply explicit overrides, and raise `ConfigError` if invalid."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted({name for name in os.environ if name.startswith(ENV_PREFIX)} - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     try:
         return Settings(**overrides)
     except ValidationError as error:

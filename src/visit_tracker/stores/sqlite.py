@@ -73,13 +73,12 @@ class SqliteStore:
     async def open(cls, path: Path, *, busy_timeout: float) -> "SqliteStore":
         """Open (creating if needed) the file and bring its schema up to date."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_directory(path.parent)
             connection = _connect(path, busy_timeout=OPEN_BUSY_TIMEOUT)
             _migrate(connection)
             connection.execute("PRAGMA busy_timeout = 0")
         except (OSError, sqlite3.Error) as error:
-            reason = error.strerror if isinstance(error, OSError) else str(error)
-            raise StoreOpenError(f"cannot open the SQLite store {path}: {reason}") from error
+            raise StoreOpenError(f"cannot open the SQLite store {path}: {error}") from error
         return cls(path, connection, busy_timeout=busy_timeout)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
@@ -148,6 +147,15 @@ class SqliteStore:
                     await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             checkpointer.close()
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(f"{directory} is not a directory") from None
+    except OSError as error:
+        raise OSError(f"cannot create the directory {directory}: {error.strerror}") from error
 
 
 def _connect(path: Path, *, busy_timeout: float) -> sqlite3.Connection:

@@ -1,0 +1,76 @@
+"""Start the real `visit-tracker serve` as a child process, the way users run it."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx2
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def signal(self, signum: signal.Signals) -> None:
+        """Send a signal to the server's parent process only (as a supervisor would)."""
+        self.process.send_signal(signum)
+
+    def kill_all(self) -> None:
+        """SIGKILL the parent and every worker at once: a crash, no chance to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.process.wait(timeout=timeout)
+
+
+def command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "visit_tracker", *arguments]
+
+
+@contextmanager
+def running_server(*arguments: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """Serve on a free loopback port until ready; kill whatever is left on exit."""
+    port = free_port()
+    process = subprocess.Popen(
+        command("serve", "--host", "127.0.0.1", "--port", str(port), *arguments),
+        env={**os.environ, "VISIT_TRACKER_LOG_LEVEL": "warning", **(env or {})},
+        start_new_session=True,  # its own process group, so kill_all reaches the workers
+    )
+    server = Server(process, f"http://127.0.0.1:{port}")
+    try:
+        wait_until_ready(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            server.kill_all()
+
+
+def wait_until_ready(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode} before ready")
+        try:
+            if httpx2.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"server at {server.url} not ready after {START_TIMEOUT} s")

@@ -1,0 +1,68 @@
+"""The contract every store keeps; each test runs once per backend (see `store_url`)."""
+
+import asyncio
+
+import pytest
+
+from visit_tracker.stores import CounterId, Hit, Store, open_store
+
+pytestmark = pytest.mark.anyio
+
+HOME = CounterId("site", "home")
+ABOUT = CounterId("site", "about")
+
+
+async def test_a_new_counter_reads_zero(store: Store) -> None:
+    """A counter that was never hit reads 0."""
+    assert await store.value(HOME) == 0
+
+
+async def test_a_batch_numbers_its_hits_in_order(store: Store) -> None:
+    """Each hit of a batch gets its own value, in batch order, per counter."""
+    values = await store.apply([Hit(HOME), Hit(ABOUT), Hit(HOME), Hit(HOME)])
+    assert values == [1, 1, 2, 3]
+    assert await store.apply([Hit(ABOUT), Hit(HOME)]) == [2, 4]
+
+
+async def test_values_persist_between_batches(store: Store) -> None:
+    """A counter's value is the number of hits applied to it so far."""
+    for _ in range(5):
+        await store.apply([Hit(HOME)] * 7)
+    assert await store.value(HOME) == 35
+    assert await store.value(ABOUT) == 0
+
+
+async def test_counters_differ_by_namespace(store: Store) -> None:
+    """The same key in two namespaces names two counters."""
+    await store.apply([Hit(CounterId("a", "visits")), Hit(CounterId("a", "visits"))])
+    await store.apply([Hit(CounterId("b", "visits"))])
+    assert await store.value(CounterId("a", "visits")) == 2
+    assert await store.value(CounterId("b", "visits")) == 1
+
+
+async def test_concurrent_batches_never_share_a_value(store: Store) -> None:
+    """Batches applied concurrently hand out every value from 1 to N exactly once."""
+    batches = [[Hit(HOME)] * size for size in (1, 5, 50, 3, 20) * 4]
+    results = await asyncio.gather(*(store.apply(batch) for batch in batches))
+    values = sorted(value for result in results for value in result)
+    assert values == list(range(1, sum(map(len, batches)) + 1))
+
+
+async def test_ping_answers(store: Store) -> None:
+    """A healthy store answers a ping."""
+    await store.ping()
+
+
+async def test_durable_stores_keep_counts_across_reopen(store_url: str) -> None:
+    """What a durable store committed is still there after it is closed and opened again."""
+    if store_url.startswith("memory"):
+        pytest.skip("memory:// is documented as not durable")
+    first = await open_store(store_url, busy_timeout=2.0)
+    await first.apply([Hit(HOME)] * 3)
+    await first.close()
+    second = await open_store(store_url, busy_timeout=2.0)
+    try:
+        assert await second.value(HOME) == 3
+        assert await second.apply([Hit(HOME)]) == [4]
+    finally:
+        await second.close()
