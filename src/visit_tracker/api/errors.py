@@ -1,0 +1,56 @@
+"""How failures reach clients: always JSON `{"detail": ...}`, never a stack trace or HTML.
+
+A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
+was not counted and a retry will likely succeed. Anything unexpected is logged and gives 500.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from visit_tracker.errors import ShuttingDown, StoreError
+
+logger = logging.getLogger("visit_tracker")
+
+RETRY_AFTER_SECONDS = "1"
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+
+async def store_failed(request: Request, error: Exception) -> JSONResponse:
+    logger.error("store failed on %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {"detail": "The visit store is unavailable; the visit was not counted. Retry shortly."},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def shutting_down(_: Request, __: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "The server is shutting down; the visit was not counted. Retry shortly."},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse({"detail": "Internal server error."}, status_code=500)
+
+
+EXPECTED: dict[type[Exception], Handler] = {StoreError: store_failed, ShuttingDown: shutting_down}
+"""Failures we anticipate, each with its answer."""
+
+
+def handler_for(error: Exception) -> Handler | None:
+    """The handler of the most specific anticipated failure `error` is, if any."""
+    return next((EXPECTED[kind] for kind in type(error).__mro__ if kind in EXPECTED), None)
+
+
+def install(app: FastAPI) -> None:
+    for kind, handler in EXPECTED.items():
+        app.add_exception_handler(kind, handler)
+    app.add_exception_handler(Exception, unexpected)
