@@ -30,7 +30,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     """An opened store of each kind, closed after the test."""
-    opened = await open_store(store_url, busy_timeout=2.0)
+    opened = await open_store(store_url, wait_limit=2.0)
     yield opened
     await opened.close()
 

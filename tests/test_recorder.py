@@ -78,7 +78,7 @@ async def test_no_answer_before_the_batch_is_committed() -> None:
 
 async def test_a_failed_batch_fails_every_waiter_and_counts_nothing(tmp_path: Path) -> None:
     """When the store stays locked, each waiting hit gets the error and none is counted."""
-    store = await open_store(f"sqlite:///{tmp_path}/visits.db", busy_timeout=0.1)
+    store = await open_store(f"sqlite:///{tmp_path}/visits.db", wait_limit=0.1)
     recorder = Recorder(store)
     await recorder.hit(Hit(PAGE))
     blocker = sqlite3.connect(tmp_path / "visits.db", isolation_level=None)

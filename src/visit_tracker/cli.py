@@ -8,7 +8,7 @@ import typer
 import uvicorn
 
 from visit_tracker.errors import VisitTrackerError
-from visit_tracker.settings import LogLevel, Settings, load_settings
+from visit_tracker.settings import ENV_PREFIX, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
 
 cli = typer.Typer(
@@ -24,6 +24,12 @@ def visit_tracker() -> None:
     """A self-hosted visit counter whose counts survive restarts and stay exact."""
 
 
+def describe(name: str) -> str:
+    """A flag's help: the setting's description, its variable and its default."""
+    field = Settings.model_fields[name]
+    return f"{field.description} ({ENV_PREFIX}{name.upper()}, default: {field.default})"
+
+
 def fail(error: VisitTrackerError) -> typer.Exit:
     typer.echo(f"visit-tracker: {error}", err=True)
     return typer.Exit(code=2)
@@ -31,28 +37,22 @@ def fail(error: VisitTrackerError) -> typer.Exit:
 
 async def check_store(settings: Settings) -> None:
     """Open and close the store once, so a bad one stops the server with one clear line."""
-    store = await open_store(settings.store, busy_timeout=settings.store_timeout)
+    store = await open_store(settings.store, wait_limit=settings.store_timeout)
     await store.close()
 
 
 @cli.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port. [default: 8080]")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes. [default: 1]")] = None,
-    store: Annotated[
-        str | None, typer.Option(help="Store URL. [default: sqlite:///data/visits.db]")
-    ] = None,
-    log_level: Annotated[LogLevel | None, typer.Option(help="[default: info]")] = None,
+    host: Annotated[str | None, typer.Option(help=describe("host"))] = None,
+    port: Annotated[int | None, typer.Option(help=describe("port"))] = None,
+    workers: Annotated[int | None, typer.Option(help=describe("workers"))] = None,
+    store: Annotated[str | None, typer.Option(help=describe("store"))] = None,
+    log_level: Annotated[LogLevel | None, typer.Option(help=describe("log_level"))] = None,
     access_log: Annotated[
-        bool | None, typer.Option("--access-log/--no-access-log", help="[default: off]")
+        bool | None, typer.Option("--access-log/--no-access-log", help=describe("access_log"))
     ] = None,
-    store_timeout: Annotated[
-        float | None, typer.Option(help="Seconds to wait on a busy store. [default: 2]")
-    ] = None,
-    shutdown_timeout: Annotated[
-        int | None, typer.Option(help="Seconds to drain on SIGTERM. [default: 10]")
-    ] = None,
+    store_timeout: Annotated[float | None, typer.Option(help=describe("store_timeout"))] = None,
+    shutdown_timeout: Annotated[int | None, typer.Option(help=describe("shutdown_timeout"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {

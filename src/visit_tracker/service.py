@@ -25,7 +25,7 @@ class Tracker:
     @asynccontextmanager
     async def running(cls, settings: Settings) -> AsyncIterator["Tracker"]:
         """Open the configured store; on exit, commit what is pending, then close the store."""
-        store = await open_store(settings.store, busy_timeout=settings.store_timeout)
+        store = await open_store(settings.store, wait_limit=settings.store_timeout)
         tracker = cls(store)
         try:
             yield tracker

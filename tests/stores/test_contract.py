@@ -57,10 +57,10 @@ async def test_durable_stores_keep_counts_across_reopen(store_url: str) -> None:
     """What a durable store committed is still there after it is closed and opened again."""
     if store_url.startswith("memory"):
         pytest.skip("memory:// is documented as not durable")
-    first = await open_store(store_url, busy_timeout=2.0)
+    first = await open_store(store_url, wait_limit=2.0)
     await first.apply([Hit(HOME)] * 3)
     await first.close()
-    second = await open_store(store_url, busy_timeout=2.0)
+    second = await open_store(store_url, wait_limit=2.0)
     try:
         assert await second.value(HOME) == 3
         assert await second.apply([Hit(HOME)]) == [4]

@@ -31,9 +31,13 @@ def is_shared(url: str) -> bool:
     return urlsplit(url).scheme != "memory"
 
 
-async def open_store(url: str, *, busy_timeout: float) -> Store:
-    """Open the store a (checked) URL names; raise `StoreOpenError` saying why it cannot."""
+async def open_store(url: str, *, wait_limit: float) -> Store:
+    """Open the store a (checked) URL names; raise `StoreOpenError` saying why it cannot.
+
+    `wait_limit` is how many seconds one operation may wait on a busy or silent store before
+    it fails with `StoreUnavailable`.
+    """
     parts = urlsplit(check_store_url(url))
     if parts.scheme == "memory":
         return MemoryStore()
-    return await SqliteStore.open(Path(parts.path[1:]), busy_timeout=busy_timeout)
+    return await SqliteStore.open(Path(parts.path[1:]), busy_timeout=wait_limit)
