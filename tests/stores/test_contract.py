@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from visit_tracker.stores import CounterId, Hit, Store, open_store
+from visit_tracker.stores import CounterId, CounterRecord, Hit, Store, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -66,3 +66,30 @@ async def test_durable_stores_keep_counts_across_reopen(store_url: str) -> None:
         assert await second.apply([Hit(HOME)]) == [4]
     finally:
         await second.close()
+
+
+async def test_export_lists_every_counter_in_name_order(store: Store) -> None:
+    """Export yields each counter once, ordered by namespace then key, with its value and times."""
+    await store.apply([Hit(HOME), Hit(ABOUT), Hit(HOME), Hit(CounterId("blog", "post"))])
+    records = [record async for record in store.export()]
+    assert [(r.counter, r.value) for r in records] == [
+        (CounterId("blog", "post"), 1),
+        (ABOUT, 1),
+        (HOME, 2),
+    ]
+    assert all(0 < r.created_at <= r.updated_at for r in records)
+
+
+async def test_restore_makes_counters_exactly_as_recorded(store: Store) -> None:
+    """Restore overwrites existing counters and creates missing ones, times included."""
+    await store.apply([Hit(HOME)] * 5)
+    await store.restore(
+        [
+            CounterRecord(HOME, 1000, 1_600_000_000_000, 1_700_000_000_000),
+            CounterRecord(ABOUT, 7, 1, 2),
+        ]
+    )
+    records = {record.counter: record async for record in store.export()}
+    assert records[HOME] == CounterRecord(HOME, 1000, 1_600_000_000_000, 1_700_000_000_000)
+    assert records[ABOUT] == CounterRecord(ABOUT, 7, 1, 2)
+    assert await store.apply([Hit(HOME)]) == [1001]

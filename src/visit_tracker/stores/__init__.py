@@ -3,11 +3,19 @@
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from visit_tracker.stores.base import DEFAULT_COUNTER, CounterId, Hit, Store
+from visit_tracker.stores.base import DEFAULT_COUNTER, CounterId, CounterRecord, Hit, Store
 from visit_tracker.stores.memory import MemoryStore
 from visit_tracker.stores.sqlite import SqliteStore
 
-__all__ = ["DEFAULT_COUNTER", "CounterId", "Hit", "Store", "check_store_url", "open_store"]
+__all__ = [
+    "DEFAULT_COUNTER",
+    "CounterId",
+    "CounterRecord",
+    "Hit",
+    "Store",
+    "check_store_url",
+    "open_store",
+]
 
 SCHEMES = ("memory", "sqlite")
 

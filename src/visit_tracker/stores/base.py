@@ -5,7 +5,7 @@ so that concurrent visits get distinct, gap-free numbers however they are batche
 """
 
 from collections import Counter as Tally
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +29,18 @@ class Hit:
     counter: CounterId
 
 
+@dataclass(frozen=True, slots=True)
+class CounterRecord:
+    """Everything a store keeps about one counter: what export writes and restore reads."""
+
+    counter: CounterId
+    value: int
+    created_at: int
+    """Unix time in milliseconds of the counter's first hit."""
+    updated_at: int
+    """Unix time in milliseconds of its latest change."""
+
+
 class Store(Protocol):
     """Where counts live. Every method either fully succeeds or raises `StoreError`."""
 
@@ -38,6 +50,14 @@ class Store(Protocol):
 
     async def value(self, counter: CounterId) -> int:
         """Return the counter's current value, 0 if it was never hit."""
+        ...
+
+    def export(self) -> AsyncIterator[CounterRecord]:
+        """Every counter, in (namespace, key) order."""
+        ...
+
+    async def restore(self, records: Sequence[CounterRecord]) -> None:
+        """Make each record's counter exactly as recorded, all in one atomic step."""
         ...
 
     async def ping(self) -> None:

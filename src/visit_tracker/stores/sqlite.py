@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from visit_tracker.errors import StoreError, StoreOpenError, StoreUnavailable
-from visit_tracker.stores.base import CounterId, Hit, number_hits, tally
+from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits, tally
 
 T = TypeVar("T")
 
@@ -42,6 +42,13 @@ UPSERT_HITS = """
     ON CONFLICT (namespace, key)
     DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at
     RETURNING value
+"""
+
+RESTORE = """
+    INSERT INTO counters (namespace, key, value, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (namespace, key) DO UPDATE SET
+        value = excluded.value, created_at = excluded.created_at, updated_at = excluded.updated_at
 """
 
 OPEN_BUSY_TIMEOUT = 10.0
@@ -85,16 +92,11 @@ class SqliteStore:
         counts, now = tally(hits), _now_ms()
 
         def write() -> dict[CounterId, int]:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                totals = {}
+            totals = {}
+            with _write_transaction(self._db):
                 for counter, count in counts.items():
                     row = (counter.namespace, counter.key, count, now, now)
                     (totals[counter],) = self._db.execute(UPSERT_HITS, row).fetchone()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.rollback()
-                raise
             return totals
 
         return number_hits(hits, await self._run(write))
@@ -108,6 +110,29 @@ class SqliteStore:
             return int(row[0]) if row else 0
 
         return await self._run(read)
+
+    async def export(self) -> AsyncIterator[CounterRecord]:
+        # A snapshot: one read transaction sees every counter as of one moment.
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT namespace, key, value, created_at, updated_at FROM counters "
+                "ORDER BY namespace, key"
+            ).fetchall()
+        )
+        for namespace, key, value, created_at, updated_at in rows:
+            yield CounterRecord(CounterId(namespace, key), value, created_at, updated_at)
+
+    async def restore(self, records: Sequence[CounterRecord]) -> None:
+        rows = [
+            (r.counter.namespace, r.counter.key, r.value, r.created_at, r.updated_at)
+            for r in records
+        ]
+
+        def write() -> None:
+            with _write_transaction(self._db):
+                self._db.executemany(RESTORE, rows)
+
+        await self._run(write)
 
     async def ping(self) -> None:
         await self._run(lambda: self._db.execute("SELECT 1").fetchone())
@@ -149,6 +174,18 @@ class SqliteStore:
             checkpointer.close()
 
 
+@contextlib.contextmanager
+def _write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """Take the write lock at once (BUSY if another process holds it), commit or roll back."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.rollback()
+        raise
+
+
 def _make_directory(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -176,14 +213,9 @@ def _check_not_newer(version: int) -> None:
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(connection):
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         _check_not_newer(version)
         for step in range(version + 1, SCHEMA_VERSION + 1):
             connection.execute(MIGRATIONS[step])
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.rollback()
-        raise
