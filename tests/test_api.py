@@ -106,3 +106,31 @@ def test_a_locked_store_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert "not counted" in response.json()["detail"]
         assert client.get("/stats").json()["total_visits"] == 1
         assert client.post("/visit").json() == {"visits": 2}
+
+
+def test_a_named_counter_counts_its_own_hits(client: TestClient) -> None:
+    """Hits on a named counter count it alone, leaving the site total of /stats untouched."""
+    for expected in (1, 2):
+        response = client.post("/v1/counters/example.com/home/hits")
+        assert response.json() == {"namespace": "example.com", "key": "home", "value": expected}
+    assert client.post("/v1/counters/example.com/about/hits").json()["value"] == 1
+    assert client.get("/stats").json()["total_visits"] == 0
+
+
+def test_a_bad_counter_name_is_a_422_naming_the_field_and_the_rule(client: TestClient) -> None:
+    """A name outside the rule answers 422 with the offending field and the rule in words."""
+    response = client.post("/v1/counters/ok/" + "k" * 65 + "/hits")
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": ["path", "key"],
+                "msg": "must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'",
+                "type": "value_error",
+            }
+        ]
+    }
+    assert client.post("/v1/counters/bad%20space/home/hits").json()["detail"][0]["loc"] == [
+        "path",
+        "namespace",
+    ]

@@ -64,8 +64,8 @@ def total_visits(server: Server) -> int:
 
 
 def test_many_workers_count_every_visit_once(tmp_path: Path) -> None:
-    """2,000 concurrent visits over 2 workers get exactly the numbers 1..2000; /stats says 2000."""
-    with running_server("--workers", "2", "--store", f"sqlite:///{tmp_path}/v.db") as server:
+    """2,000 concurrent visits over 4 workers get exactly the numbers 1..2000; /stats says 2000."""
+    with running_server("--workers", "4", "--store", f"sqlite:///{tmp_path}/v.db") as server:
         values = asyncio.run(send_visits(server.url, 2000))
         assert sorted(values) == list(range(1, 2001))
         assert total_visits(server) == 2000

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from visit_tracker import __version__
-from visit_tracker.api import errors, ops, visits
+from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.fast_path import FastPath
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifespan=lifespan,
     )
     app.include_router(visits.router)
+    app.include_router(counters.router)
     app.include_router(ops.router)
     errors.install(app)
     return FastPath(app)

@@ -1,13 +1,17 @@
 """How failures reach clients: always JSON `{"detail": ...}`, never a stack trace or HTML.
 
+Invalid input gives 422 with one `{"loc", "msg", "type"}` entry per problem, naming the field.
+
 A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
 was not counted and a retry will likely succeed. Anything unexpected is logged and gives 500.
 """
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from visit_tracker.errors import ShuttingDown, StoreError
@@ -36,6 +40,20 @@ async def shutting_down(_: Request, __: Exception) -> JSONResponse:
     )
 
 
+async def invalid_request(_: Request, error: Exception) -> JSONResponse:
+    # Registered for RequestValidationError only; starlette types handlers for any Exception.
+    problems_found = cast(RequestValidationError, error).errors()
+    problems = [
+        {
+            "loc": list(problem["loc"]),
+            "msg": problem["msg"].removeprefix("Value error, "),
+            "type": problem["type"],
+        }
+        for problem in problems_found
+    ]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
 async def unexpected(request: Request, error: Exception) -> JSONResponse:
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return JSONResponse({"detail": "Internal server error."}, status_code=500)
@@ -53,4 +71,5 @@ def handler_for(error: Exception) -> Handler | None:
 def install(app: FastAPI) -> None:
     for kind, handler in EXPECTED.items():
         app.add_exception_handler(kind, handler)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, unexpected)
