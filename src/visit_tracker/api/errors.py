@@ -1,7 +1,9 @@
 """How failures reach clients: always JSON `{"detail": ...}`, never a stack trace or HTML.
 
 A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
-was not counted and a retry will likely succeed. Anything unexpected is logged and gives 500.
+was not counted and a retry will likely succeed. A store that took the write but whose answer was
+lost gives 504 without `Retry-After`: the visit may have been counted, and a blind retry could
+count it twice. Anything unexpected is logged and gives 500.
 """
 
 import logging
@@ -10,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from visit_tracker.errors import ShuttingDown, StoreError
+from visit_tracker.errors import ShuttingDown, StoreError, StoreOutcomeUnknown
 
 logger = logging.getLogger("visit_tracker")
 
@@ -28,6 +30,17 @@ async def store_failed(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def store_unconfirmed(request: Request, error: Exception) -> JSONResponse:
+    logger.error("store outcome unknown on %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {
+            "detail": "The visit store did not confirm the visit: it may or may not have been "
+            "counted. Check the count before retrying."
+        },
+        status_code=504,
+    )
+
+
 async def shutting_down(_: Request, __: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": "The server is shutting down; the visit was not counted. Retry shortly."},
@@ -41,7 +54,11 @@ async def unexpected(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal server error."}, status_code=500)
 
 
-EXPECTED: dict[type[Exception], Handler] = {StoreError: store_failed, ShuttingDown: shutting_down}
+EXPECTED: dict[type[Exception], Handler] = {
+    StoreError: store_failed,
+    StoreOutcomeUnknown: store_unconfirmed,
+    ShuttingDown: shutting_down,
+}
 """Failures we anticipate, each with its answer."""
 
 
