@@ -2,24 +2,62 @@
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
+from tests.redis_servers import redis_cluster
+from tests.tools import require_tool
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 from visit_tracker.stores import Store, open_store
 
-STORE_KINDS = ["memory", "sqlite"]
+STORE_KINDS = ["memory", "sqlite", "redis", "redis-cluster"]
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+"""The machine's Redis, shared with other suites: tests only ever use keys of their own prefix."""
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> str:
+    """The URL of the shared Redis, once it answers."""
+    try:
+        with redis.Redis.from_url(SHARED_REDIS, socket_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as error:
+        require_tool(None, f"no Redis answers at {SHARED_REDIS} ({error})")
+    return SHARED_REDIS
+
+
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private three-primary Redis Cluster for the whole session, as a store URL."""
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as servers:
+        yield f"redis+cluster://127.0.0.1:{servers[0].port}"
 
 
 @pytest.fixture(params=STORE_KINDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store of each kind in turn: every test using it runs once per backend."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store of each kind in turn: every test using it runs once per backend.
+
+    Redis stores get a key prefix of their own (`?prefix=`), deleted afterwards.
+    """
     kind: str = request.param
     if kind == "memory":
-        return "memory://"
-    return f"sqlite:///{tmp_path}/visits.db"
+        yield "memory://"
+    elif kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/visits.db"
+    elif kind == "redis-cluster":
+        yield f"{request.getfixturevalue('cluster_url')}?prefix=test-{uuid4().hex}"
+    else:
+        prefix = f"test-{uuid4().hex}"
+        server = request.getfixturevalue("shared_redis")
+        yield f"{server}?prefix={prefix}"
+        with redis.Redis.from_url(server) as client:
+            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                client.delete(key)
 
 
 @pytest.fixture
