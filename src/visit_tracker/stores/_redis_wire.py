@@ -9,11 +9,13 @@ written once, in one write, and a failure becomes
 - `StoreOutcomeUnknown` when the commands were written but their replies did not all arrive
   (connection dropped, timed out): Redis may or may not have run them.
 
-A pooled connection that the server closed while idle (it restarted) is noticed before
-anything is written, and replaced.
+A pooled connection that the server closed while idle (it died or restarted) is noticed before
+anything is written, and replaced: the kernel knows at once, even when the event loop has not
+yet run to notice it.
 """
 
 import asyncio
+import select
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -87,6 +89,15 @@ def _connect(connection: Connection) -> Awaitable[None]:
     return connect()
 
 
+def _readable_while_idle(connection: Connection) -> bool:
+    """Whether the kernel holds an end of stream or unasked-for bytes on an idle connection."""
+    writer = connection._writer  # redis-py keeps its stream private; the socket is what we poll
+    if writer is None:
+        return False
+    readable, _, _ = select.select([writer.get_extra_info("socket").fileno()], [], [], 0)
+    return bool(readable)
+
+
 def describe(error: BaseException) -> str:
     """A one-line reason for a failure; timeouts carry no message of their own."""
     text = str(error)
@@ -109,8 +120,10 @@ async def round_trip(
     written = False
     try:
         async with asyncio.timeout_at(deadline):
-            if connection.is_connected and await connection.can_read():
-                await connection.disconnect()  # closed by the server while idle, or stale data
+            if connection.is_connected and (
+                await connection.can_read() or _readable_while_idle(connection)
+            ):
+                await connection.disconnect()  # closed by the server, or stale data
             await _connect(connection)
             written = True
             await connection.send_packed_command(

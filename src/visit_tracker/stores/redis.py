@@ -318,11 +318,12 @@ class RedisStore:
                     failures.append(error)
         if not failures:
             return done
-        if done or any(isinstance(failure, StoreOutcomeUnknown) for failure in failures):
+        if done:
             raise StoreOutcomeUnknown(
-                f"Redis applied part of the request only, or may have: {failures[0]}"
+                f"Redis applied part of the request only: {failures[0]}"
             ) from failures[0]
-        raise failures[0]
+        unknown = [failure for failure in failures if isinstance(failure, StoreOutcomeUnknown)]
+        raise (unknown or failures)[0]
 
     async def _export_node(self, node: ConnectionSource) -> list[CounterRecord]:
         if self._topology.single:
