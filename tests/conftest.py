@@ -8,7 +8,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.redis_servers import redis_cluster
+from tests.redis_servers import RedisServer, redis_cluster
 from tests.tools import require_tool
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
@@ -32,10 +32,16 @@ def shared_redis() -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private three-primary Redis Cluster for the whole session, as a store URL."""
+def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    """A private three-primary Redis Cluster for the whole session."""
     with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as servers:
-        yield f"redis+cluster://127.0.0.1:{servers[0].port}"
+        yield servers
+
+
+@pytest.fixture
+def cluster_url(cluster_nodes: list[RedisServer]) -> str:
+    """A store URL on the session's cluster with a key prefix of its own: an empty store."""
+    return f"redis+cluster://127.0.0.1:{cluster_nodes[0].port}?prefix=test-{uuid4().hex}"
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -50,7 +56,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     elif kind == "sqlite":
         yield f"sqlite:///{tmp_path}/visits.db"
     elif kind == "redis-cluster":
-        yield f"{request.getfixturevalue('cluster_url')}?prefix=test-{uuid4().hex}"
+        yield request.getfixturevalue("cluster_url")
     else:
         prefix = f"test-{uuid4().hex}"
         server = request.getfixturevalue("shared_redis")
