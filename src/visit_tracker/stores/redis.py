@@ -177,7 +177,9 @@ class RedisStore:
         """Connect to the Redis (Cluster) a checked URL names; raise `StoreOpenError` if it
         does not answer within `wait_limit` seconds."""
         location = parse_redis_url(url)
-        timeouts = {"socket_timeout": wait_limit, "socket_connect_timeout": wait_limit}
+        # The deadline of each operation bounds reads and writes; redis-py's own socket timeout
+        # would wrap every write in a task of its own.
+        timeouts = {"socket_timeout": None, "socket_connect_timeout": wait_limit}
         try:
             async with asyncio.timeout(wait_limit):
                 if location.cluster:
@@ -295,15 +297,18 @@ class RedisStore:
         deadline = self._deadline()
         await self._guarded(self._topology.refresh(deadline))
         nodes = list(work)
-        outcomes = await asyncio.gather(
-            *(
-                self._send(
-                    node, [command for _, command in work[node]], deadline=deadline, writes=True
-                )
-                for node in nodes
-            ),
-            return_exceptions=True,
-        )
+        sends = [
+            self._send(node, [command for _, command in work[node]], deadline=deadline, writes=True)
+            for node in nodes
+        ]
+        outcomes: list[list[Reply] | BaseException]
+        if len(sends) == 1:  # one server: spare the tasks that gather would make
+            try:
+                outcomes = [await sends[0]]
+            except StoreError as error:
+                outcomes = [error]
+        else:
+            outcomes = await asyncio.gather(*sends, return_exceptions=True)
         done: list[tuple[list[CounterId], Reply]] = []
         failures: list[BaseException] = []
         for node, outcome in zip(nodes, outcomes, strict=True):
@@ -375,13 +380,16 @@ class RedisStore:
         writes: bool = False,
     ) -> list[Reply]:
         """One round trip to one node, waiting for a free slot no later than `deadline`."""
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._in_flight.acquire()
-        except TimeoutError:
-            raise StoreUnavailable(
-                f"Redis {node.name}: {IN_FLIGHT} requests were already under way"
-            ) from None
+        if self._in_flight.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._in_flight.acquire()
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"Redis {node.name}: {IN_FLIGHT} requests were already under way"
+                ) from None
+        else:
+            await self._in_flight.acquire()  # free: returns at once
         try:
             return await self._guarded(round_trip(node, commands, deadline=deadline, writes=writes))
         finally:
