@@ -81,20 +81,24 @@ def redis_server(directory: Path, *options: str) -> Iterator[RedisServer]:
 
 
 @contextmanager
-def redis_cluster(directory: Path, primaries: int = 3) -> Iterator[list[RedisServer]]:
-    """A Redis Cluster of `primaries` servers without replicas, ready (cluster_state:ok)."""
+def redis_cluster(
+    directory: Path, *options: str, primaries: int = 3
+) -> Iterator[list[RedisServer]]:
+    """A Redis Cluster of `primaries` servers without replicas, ready (cluster_state:ok);
+    `options` go to every server (by default nothing is kept on disk but the node table)."""
     with ExitStack() as stack:
         servers = []
         for number in range(primaries):
             node_directory = directory / f"node{number}"
             node_directory.mkdir(parents=True)
-            options = (
+            cluster_options = (
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(node_directory / "nodes.conf"),
                 "--cluster-port", str(free_port()),
-                "--appendonly", "no",
             )  # fmt: skip
-            servers.append(stack.enter_context(redis_server(node_directory, *options)))
+            servers.append(
+                stack.enter_context(redis_server(node_directory, *cluster_options, *options))
+            )
         create = [require_program("redis-cli", "redis-tools"), "--cluster", "create"]
         create += [f"127.0.0.1:{server.port}" for server in servers]
         create += ["--cluster-replicas", "0", "--cluster-yes"]

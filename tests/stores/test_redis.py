@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_servers import RedisServer, redis_server
+from tests.redis_servers import RedisServer, redis_cluster, redis_server, wait_until_cluster_ok
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
@@ -60,12 +60,15 @@ def test_urls_name_server_database_and_prefix(
         ("redis+cluster://127.0.0.1:7000/2", "Redis Cluster has only database 0"),
         ("redis://127.0.0.1:6379/0?prefix=a*b", "the prefix must match"),
         ("redis://127.0.0.1:6379/0?timeout=3", "unknown option timeout"),
+        ("redis://:hunter2@127.0.0.1:6379/x", "'redis://:\\*\\*\\*@127.0.0.1:6379/x'"),
     ],
 )
 def test_bad_urls_are_refused_saying_why(url: str, message: str) -> None:
-    """A malformed Redis URL is refused when settings are read, with the reason."""
-    with pytest.raises(ValueError, match=message):
+    """A malformed Redis URL is refused when settings are read, with the reason, never with
+    the password."""
+    with pytest.raises(ValueError, match=message) as raised:
         check_store_url(url)
+    assert "hunter2" not in str(raised.value)
 
 
 async def test_an_unreachable_server_stops_the_open_without_its_password() -> None:
@@ -152,3 +155,36 @@ async def test_cluster_counters_spread_over_every_shard_and_all_export(
         counters, key=lambda c: (c.namespace, c.key)
     )
     assert sum(record.value for record in exported) == 61
+
+
+async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recovers(
+    tmp_path: Path,
+) -> None:
+    """With one primary killed, hits on its counters fail fast as not counted while the other
+    shards go on counting; once it is back, the same store counts on where it was."""
+    with redis_cluster(tmp_path, *DURABLE) as nodes:
+        store = await open_store(
+            f"redis+cluster://127.0.0.1:{nodes[0].port}", wait_limit=WAIT_LIMIT
+        )
+        try:
+            counters = [CounterId("shard", f"page{number}") for number in range(30)]
+            await store.apply([Hit(counter) for counter in counters])
+            victim = nodes[2]
+            with victim.client() as client:  # keys are named as the store's docstring says
+                on_victim = {key.decode() for key in client.scan_iter()}
+            doomed, spared = (
+                next(c for c in counters if (f"visit-tracker:{{shard:{c.key}}}" in on_victim) == on)
+                for on in (True, False)
+            )
+            victim.kill()
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as raised:
+                await store.apply([Hit(doomed)])
+            assert time.monotonic() - started < WAIT_LIMIT + SLACK
+            assert not isinstance(raised.value, StoreOutcomeUnknown)
+            assert await store.apply([Hit(spared)]) == [2]
+            victim.start()
+            wait_until_cluster_ok(nodes)
+            assert await store.apply([Hit(doomed)]) == [2]
+        finally:
+            await store.close()

@@ -93,10 +93,11 @@ class Cluster:
     def node_for(self, key: str) -> ConnectionSource:
         try:
             node: ConnectionSource | None = self._client.get_node_from_key(key)
-        except RedisClusterException as error:  # a slot no node serves (yet)
-            raise StoreUnavailable(f"Redis Cluster: {error}") from error
+        except RedisClusterException:  # a slot no node serves, as far as we know
+            node = None
         if node is None:
-            raise StoreUnavailable(f"Redis Cluster: no node holds {key}")
+            self.suspect()
+            raise StoreUnavailable(f"Redis Cluster: no node serves the slot of {key}")
         return node
 
     def primaries(self) -> list[ConnectionSource]:

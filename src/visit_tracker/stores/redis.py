@@ -114,30 +114,29 @@ class RedisLocation:
 def parse_redis_url(url: str) -> RedisLocation:
     """Take a `redis://`, `rediss://` or `redis[s]+cluster://` URL apart, or raise ValueError."""
     parts = urlsplit(url)
+    shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+    bad = f"bad Redis store URL {shown!r}"
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     prefix = options.pop("prefix", DEFAULT_PREFIX)
     example = "redis://127.0.0.1:6379/0 or redis+cluster://127.0.0.1:7000"
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"bad Redis store URL {url!r}: the port must be a number") from None
+        raise ValueError(f"{bad}: the port must be a number") from None
     if not parts.hostname:
-        raise ValueError(f"bad Redis store URL {url!r}: name the host, as in {example}")
+        raise ValueError(f"{bad}: name the host, as in {example}")
     if options:
-        raise ValueError(f"bad Redis store URL {url!r}: unknown option {', '.join(options)}")
+        raise ValueError(f"{bad}: unknown option {', '.join(options)}")
     if not PREFIX.match(prefix):
         raise ValueError(
-            f"bad Redis store URL {url!r}: the prefix must match {PREFIX.pattern} "
-            "(letters, digits and _ . : -)"
+            f"{bad}: the prefix must match {PREFIX.pattern} (letters, digits and _ . : -)"
         )
     cluster = parts.scheme.endswith("+cluster")
     database = parts.path.strip("/") or "0"
     if cluster and database != "0":
-        raise ValueError(f"bad Redis store URL {url!r}: Redis Cluster has only database 0")
+        raise ValueError(f"{bad}: Redis Cluster has only database 0")
     if not database.isdigit():
-        raise ValueError(
-            f"bad Redis store URL {url!r}: put a database number after the port, as in {example}"
-        )
+        raise ValueError(f"{bad}: put a database number after the port, as in {example}")
     scheme = parts.scheme.removesuffix("+cluster")
     server_url = f"{scheme}://{parts.netloc}/{database}"
     return RedisLocation(server_url, cluster, prefix, f"{parts.hostname}:{port or 6379}")
@@ -209,24 +208,27 @@ class RedisStore:
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         counts, now = tally(hits), _now_ms()
+        deadline = await self._ready()
         work = self._plan(
             HIT,
             ((counter, (counts[counter], _tag(counter))) for counter in counts),
             prefix_args=(now,),
         )
         totals: dict[CounterId, int] = {}
-        for counters, reply in await self._run(work):
+        for counters, reply in await self._run(work, deadline=deadline):
             totals.update(zip(counters, reply, strict=True))
         return number_hits(hits, totals)
 
     async def value(self, counter: CounterId) -> int:
+        deadline = await self._ready()
         key = self._key(counter)
         node = self._topology.node_for(key)
-        (reply,) = await self._send(node, [("HGET", key, "value")], deadline=self._deadline())
+        (reply,) = await self._send(node, [("HGET", key, "value")], deadline=deadline)
         return int(check(reply, source=node) or 0)
 
     async def export(self) -> AsyncIterator[CounterRecord]:
         records: list[CounterRecord] = []
+        await self._ready()
         for node in self._topology.primaries():
             records.extend(await self._export_node(node))
         records.sort(key=lambda record: (record.counter.namespace, record.counter.key))
@@ -234,16 +236,16 @@ class RedisStore:
             yield record
 
     async def restore(self, records: Sequence[CounterRecord]) -> None:
+        deadline = await self._ready()
         work = self._plan(
             RESTORE,
             ((r.counter, (r.value, r.created_at, r.updated_at, _tag(r.counter))) for r in records),
             prefix_args=(),
         )
-        await self._run(work)
+        await self._run(work, deadline=deadline)
 
     async def ping(self) -> None:
-        deadline = self._deadline()
-        await self._guarded(self._topology.refresh(deadline))
+        deadline = await self._ready()
         nodes = self._topology.primaries()
         replies = await asyncio.gather(
             *(self._send(node, [("PING",)], deadline=deadline) for node in nodes)
@@ -259,6 +261,12 @@ class RedisStore:
 
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self._wait_limit
+
+    async def _ready(self) -> float:
+        """Start an operation: its deadline, once the servers' map is known to be current."""
+        deadline = self._deadline()
+        await self._guarded(self._topology.refresh(deadline))
+        return deadline
 
     def _plan(
         self,
@@ -289,13 +297,11 @@ class RedisStore:
             work[self._topology.node_for(keys[0])].append((counters, command))
         return work
 
-    async def _run(self, work: Work) -> list[tuple[list[CounterId], Reply]]:
+    async def _run(self, work: Work, *, deadline: float) -> list[tuple[list[CounterId], Reply]]:
         """Run every node's scripts, nodes in parallel; each script's counters with its reply.
 
         If some scripts ran and others did not, the outcome of the whole is unknown.
         """
-        deadline = self._deadline()
-        await self._guarded(self._topology.refresh(deadline))
         nodes = list(work)
         sends = [
             self._send(node, [command for _, command in work[node]], deadline=deadline, writes=True)
