@@ -71,11 +71,12 @@ def test_bad_urls_are_refused_saying_why(url: str, message: str) -> None:
     assert "hunter2" not in str(raised.value)
 
 
-async def test_an_unreachable_server_stops_the_open_without_its_password() -> None:
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+async def test_an_unreachable_server_stops_the_open_without_its_password(scheme: str) -> None:
     """Opening a Redis that does not answer fails with StoreOpenError naming host, not password."""
     port = free_port()  # nothing listens there
     with pytest.raises(StoreOpenError, match=f"127.0.0.1:{port}") as raised:
-        await open_store(f"redis://:hunter2@127.0.0.1:{port}/0", wait_limit=WAIT_LIMIT)
+        await open_store(f"{scheme}://:hunter2@127.0.0.1:{port}", wait_limit=WAIT_LIMIT)
     assert "hunter2" not in str(raised.value)
 
 

@@ -85,9 +85,11 @@ class Cluster:
         )
         try:
             await client.initialize()
-        except (RedisError, RedisClusterException, OSError) as error:
+        except BaseException as error:  # timed out or cancelled as well: close what it opened
             await client.aclose()
-            raise StoreUnavailable(f"Redis Cluster at {where}: {describe(error)}") from error
+            if isinstance(error, RedisError | RedisClusterException | OSError):
+                raise StoreUnavailable(f"Redis Cluster at {where}: {describe(error)}") from error
+            raise
         return cls(client)
 
     def node_for(self, key: str) -> ConnectionSource:

@@ -153,7 +153,7 @@ async def round_trip(
 def check(reply: Reply, *, source: ConnectionSource) -> Reply:
     """The reply itself, or the `StoreError` an error reply means (Redis ran nothing of it)."""
     if isinstance(reply, MOVING_SLOT_ERRORS):
-        raise StoreUnavailable(f"Redis {source.name} is moving that counter's slot: {reply}")
+        raise StoreUnavailable(f"Redis {source.name} cannot serve that slot now: {reply}")
     if isinstance(reply, ResponseError):
         raise StoreError(f"Redis {source.name} refused the command: {reply}")
     return reply
