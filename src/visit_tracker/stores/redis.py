@@ -20,7 +20,7 @@ Failures: every operation finishes within the store wait limit. Nothing is retri
 running a hit twice would count it twice. When a request never reached Redis (down, refused,
 no connection in time) the visit was not counted: `StoreUnavailable`, a 503 that says so. When
 the request was written but its reply was lost (Redis died or stalled mid-request), Redis may
-or may not have counted it: `StoreOutcomeUnknown`, a 503 saying the visit may have been counted.
+or may not have counted it: `StoreOutcomeUnknown`, a 504 saying the visit may have been counted.
 So does a cluster batch that some shards applied and others did not. Connections are made
 afresh as needed, so the store recovers by itself when Redis is back.
 
@@ -311,7 +311,7 @@ class RedisStore:
         if len(sends) == 1:  # one server: spare the tasks that gather would make
             try:
                 outcomes = [await sends[0]]
-            except StoreError as error:
+            except (StoreError, StoreOutcomeUnknown) as error:
                 outcomes = [error]
         else:
             outcomes = await asyncio.gather(*sends, return_exceptions=True)
@@ -405,6 +405,6 @@ class RedisStore:
         """Await the operation; a store failure may mean the cluster changed, so note it."""
         try:
             return await operation
-        except StoreError:
+        except (StoreError, StoreOutcomeUnknown):
             self._topology.suspect()
             raise
