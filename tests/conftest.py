@@ -1,34 +1,21 @@
 """Fixtures shared by the whole suite: one store URL per backend, and apps built on them."""
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
-from tests.redis_servers import RedisServer, redis_cluster
-from tests.tools import require_tool
+from tests.redis_servers import RedisServer, fresh_prefix, redis_cluster, shared_redis
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 from visit_tracker.stores import Store, open_store
 
 STORE_KINDS = ["memory", "sqlite", "redis", "redis-cluster"]
 
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
-"""The machine's Redis, shared with other suites: tests only ever use keys of their own prefix."""
-
-
-@pytest.fixture(scope="session")
-def shared_redis() -> str:
-    """The URL of the shared Redis, once it answers."""
-    try:
-        with redis.Redis.from_url(SHARED_REDIS, socket_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as error:
-        require_tool(None, f"no Redis answers at {SHARED_REDIS} ({error})")
-    return SHARED_REDIS
+NewStoreUrl = Callable[[str], str]
 
 
 @pytest.fixture(scope="session")
@@ -39,31 +26,37 @@ def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Red
 
 
 @pytest.fixture
-def cluster_url(cluster_nodes: list[RedisServer]) -> str:
-    """A store URL on the session's cluster with a key prefix of its own: an empty store."""
-    return f"redis+cluster://127.0.0.1:{cluster_nodes[0].port}?prefix=test-{uuid4().hex}"
+def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewStoreUrl]:
+    """Makes a fresh, empty store of the kind asked for; each is removed after the test.
+
+    A Redis store is a key prefix of its own (`?prefix=`) on the shared Redis or on the
+    session's cluster.
+    """
+    with contextlib.ExitStack() as cleanup:
+        made = 0
+
+        def new(kind: str) -> str:
+            nonlocal made
+            made += 1
+            if kind == "memory":
+                return "memory://"
+            if kind == "sqlite":
+                return f"sqlite:///{tmp_path}/visits-{made}.db"
+            if kind == "redis":
+                return cleanup.enter_context(fresh_prefix(shared_redis()))
+            if kind == "redis-cluster":
+                nodes: list[RedisServer] = request.getfixturevalue("cluster_nodes")
+                return f"redis+cluster://127.0.0.1:{nodes[0].port}?prefix=test-{uuid4().hex}"
+            raise ValueError(f"unknown store kind {kind!r}")
+
+        yield new
 
 
 @pytest.fixture(params=STORE_KINDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty store of each kind in turn: every test using it runs once per backend.
-
-    Redis stores get a key prefix of their own (`?prefix=`), deleted afterwards.
-    """
+def store_url(request: pytest.FixtureRequest, new_store_url: NewStoreUrl) -> str:
+    """A fresh, empty store of each kind in turn: every test using it runs once per backend."""
     kind: str = request.param
-    if kind == "memory":
-        yield "memory://"
-    elif kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/visits.db"
-    elif kind == "redis-cluster":
-        yield request.getfixturevalue("cluster_url")
-    else:
-        prefix = f"test-{uuid4().hex}"
-        server = request.getfixturevalue("shared_redis")
-        yield f"{server}?prefix={prefix}"
-        with redis.Redis.from_url(server) as client:
-            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-                client.delete(key)
+    return new_store_url(kind)
 
 
 @pytest.fixture

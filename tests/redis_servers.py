@@ -1,5 +1,6 @@
-"""Private redis-server processes on free loopback ports: one server to kill, stall and restart,
-or a three-primary Redis Cluster. The shared Redis on port 6379 is never touched here."""
+"""Redis for tests: private redis-server processes on free loopback ports (one server to kill,
+stall and restart, or a three-primary Redis Cluster), and key prefixes of their own on the
+machine's shared Redis, which is never stopped nor flushed."""
 
 import signal
 import subprocess
@@ -7,14 +8,38 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from uuid import uuid4
 
 import redis
 
 from tests.server import free_port
-from tests.tools import require_program
+from tests.tools import require_program, require_tool
 
 START_TIMEOUT = 15.0
 CLUSTER_TIMEOUT = 30.0
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def shared_redis() -> str:
+    """The URL of the machine's Redis, once it answers (in CI it must)."""
+    try:
+        with redis.Redis.from_url(SHARED_REDIS, socket_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as error:
+        require_tool(None, f"no Redis answers at {SHARED_REDIS} ({error})")
+    return SHARED_REDIS
+
+
+@contextmanager
+def fresh_prefix(server_url: str) -> Iterator[str]:
+    """A store URL on that Redis under a new key prefix; its keys are deleted afterwards."""
+    prefix = f"test-{uuid4().hex}"
+    try:
+        yield f"{server_url}?prefix={prefix}"
+    finally:
+        with redis.Redis.from_url(server_url, socket_timeout=5) as client:
+            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                client.delete(key)
 
 
 class RedisServer:

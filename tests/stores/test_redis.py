@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import NewStoreUrl
 from tests.redis_servers import RedisServer, redis_cluster, redis_server, wait_until_cluster_ok
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
@@ -123,10 +124,10 @@ async def test_a_stalled_server_leaves_the_outcome_unknown_and_may_count_it(
         await store.close()
 
 
-async def test_a_fresh_cluster_store_counts_a_burst_exactly(cluster_url: str) -> None:
+async def test_a_fresh_cluster_store_counts_a_burst_exactly(new_store_url: NewStoreUrl) -> None:
     """Right after opening, 4 x IN_FLIGHT concurrent batches on a cluster hand out 1..N once
     each: nothing runs twice and no pool runs out."""
-    store = await open_store(cluster_url, wait_limit=5.0)
+    store = await open_store(new_store_url("redis-cluster"), wait_limit=5.0)
     try:
         results = await asyncio.gather(*(store.apply([Hit(HOME)]) for _ in range(4 * IN_FLIGHT)))
         assert sorted(value for (value,) in results) == list(range(1, 4 * IN_FLIGHT + 1))
@@ -136,9 +137,10 @@ async def test_a_fresh_cluster_store_counts_a_burst_exactly(cluster_url: str) ->
 
 
 async def test_cluster_counters_spread_over_every_shard_and_all_export(
-    cluster_url: str, cluster_nodes: list[RedisServer]
+    new_store_url: NewStoreUrl, cluster_nodes: list[RedisServer]
 ) -> None:
     """Counters land on every primary of the cluster, and export lists each of them once."""
+    cluster_url = new_store_url("redis-cluster")
     counters = [CounterId("spread", f"page{number}") for number in range(60)]
     store = await open_store(cluster_url, wait_limit=5.0)
     try:
