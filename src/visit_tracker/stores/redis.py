@@ -14,7 +14,7 @@ export scans each primary for the prefix instead.
 A batch is one Lua script per group of counters one script may touch: on one server the whole
 batch, so a single round trip applies it atomically; on a cluster one script per counter, the
 scripts for each node sent in one write and the nodes in parallel. Each counter stays exact; a
-batch across shards is atomic per counter only.
+batch across shards is atomic per counter only, and so is a restore (which may be run again).
 
 Failures: every operation finishes within the store wait limit. Nothing is retried, since
 running a hit twice would count it twice. When a request never reached Redis (down, refused,
@@ -26,7 +26,8 @@ afresh as needed, so the store recovers by itself when Redis is back.
 
 Durability is Redis's: an acknowledged visit is in Redis's memory, and survives a crash of
 Redis only with `appendonly yes` (`appendfsync always` keeps every acknowledged visit;
-`everysec` may lose the last second).
+`everysec` may lose the last second). Counters are never given an expiry, but a Redis whose
+`maxmemory-policy` evicts keys will drop them when full: use `noeviction`.
 """
 
 import asyncio
