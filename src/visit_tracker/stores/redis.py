@@ -60,8 +60,9 @@ PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 """No glob characters: the prefix is also a SCAN pattern."""
 
 IN_FLIGHT = 64
-"""Round trips one process may have under way at once; also each cluster node's pool size,
-since redis-py's cluster pool fails instead of waiting when it runs out."""
+"""Round trips one process may have under way at once. Each cluster node's pool holds one more
+connection (for reading the slot map), since redis-py's cluster pool fails instead of waiting
+when it runs out."""
 
 EXPORT_CHUNK = 500
 """Counters read per round trip when exporting."""
@@ -186,7 +187,7 @@ class RedisStore:
                     topology: Topology = await Cluster.discover(
                         location.server_url,
                         where=location.where,
-                        max_connections=IN_FLIGHT,
+                        max_connections=IN_FLIGHT + 1,  # one more for reading the slot map
                         **timeouts,
                     )
                 else:
