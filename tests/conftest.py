@@ -1,25 +1,62 @@
 """Fixtures shared by the whole suite: one store URL per backend, and apps built on them."""
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.redis_servers import RedisServer, fresh_prefix, redis_cluster, shared_redis
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 from visit_tracker.stores import Store, open_store
 
-STORE_KINDS = ["memory", "sqlite"]
+STORE_KINDS = ["memory", "sqlite", "redis", "redis-cluster"]
+
+NewStoreUrl = Callable[[str], str]
+
+
+@pytest.fixture(scope="session")
+def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    """A private three-primary Redis Cluster for the whole session."""
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as servers:
+        yield servers
+
+
+@pytest.fixture
+def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewStoreUrl]:
+    """Makes a fresh, empty store of the kind asked for; each is removed after the test.
+
+    A Redis store is a key prefix of its own (`?prefix=`) on the shared Redis or on the
+    session's cluster.
+    """
+    with contextlib.ExitStack() as cleanup:
+        made = 0
+
+        def new(kind: str) -> str:
+            nonlocal made
+            made += 1
+            if kind == "memory":
+                return "memory://"
+            if kind == "sqlite":
+                return f"sqlite:///{tmp_path}/visits-{made}.db"
+            if kind == "redis":
+                return cleanup.enter_context(fresh_prefix(shared_redis()))
+            if kind == "redis-cluster":
+                nodes: list[RedisServer] = request.getfixturevalue("cluster_nodes")
+                return f"redis+cluster://127.0.0.1:{nodes[0].port}?prefix=test-{uuid4().hex}"
+            raise ValueError(f"unknown store kind {kind!r}")
+
+        yield new
 
 
 @pytest.fixture(params=STORE_KINDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, new_store_url: NewStoreUrl) -> str:
     """A fresh, empty store of each kind in turn: every test using it runs once per backend."""
     kind: str = request.param
-    if kind == "memory":
-        return "memory://"
-    return f"sqlite:///{tmp_path}/visits.db"
+    return new_store_url(kind)
 
 
 @pytest.fixture

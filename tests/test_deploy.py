@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.server import Server, free_port, wait_until_ready
+from tests.tools import require_tool
 from visit_tracker.settings import ENV_PREFIX
 
 ROOT = Path(__file__).parent.parent
@@ -32,15 +33,6 @@ VENV_BIN = Path(sys.executable).parent
 CLEAN_EXIT = (0, -signal.SIGTERM)
 
 Instruction = tuple[str, str]
-
-
-def require_tool(found: str | None, missing: str) -> str:
-    """The tool's path; if it is missing, fail when CI is set and skip otherwise."""
-    if found is not None:
-        return found
-    if "CI" in os.environ:
-        pytest.fail(missing)
-    pytest.skip(missing)
 
 
 def final_stage(dockerfile: Path) -> list[Instruction]:

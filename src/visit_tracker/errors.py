@@ -5,6 +5,7 @@ VisitTrackerError
 ├── StoreError              the store failed an operation; nothing of it was applied
 │   ├── StoreUnavailable    the store did not answer in time (busy, down); retry later
 │   └── StoreOpenError      the store could not be opened at start (bad path, corrupt file)
+├── StoreOutcomeUnknown     a write reached the store but its answer was lost: it may be applied
 └── ShuttingDown            the server is draining and takes no new visits
 """
 
@@ -27,6 +28,13 @@ class StoreUnavailable(StoreError):
 
 class StoreOpenError(StoreError):
     """The store could not be opened; the message names it and says why."""
+
+
+class StoreOutcomeUnknown(VisitTrackerError):
+    """A write was sent, then the connection broke or the store fell silent before confirming.
+
+    Not a `StoreError`: the write may have been applied, and nothing this side can tell.
+    """
 
 
 class ShuttingDown(VisitTrackerError):

@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Worker processes sharing the port.")
     store: str = Field(
         "sqlite:///data/visits.db",
-        description="Where counts live: sqlite:///relative.db, sqlite:////absolute.db, memory://",
+        description="Where counts live: sqlite:///relative.db, sqlite:////absolute.db, memory://, "
+        "redis://host:6379/0, redis+cluster://host:7000 (rediss:// for TLS; ?prefix=NAME)",
     )
     store_timeout: float = Field(
         2.0, gt=0, le=60, description="Seconds a request waits on a busy store before a 503."

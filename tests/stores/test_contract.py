@@ -93,3 +93,13 @@ async def test_restore_makes_counters_exactly_as_recorded(store: Store) -> None:
     assert records[HOME] == CounterRecord(HOME, 1000, 1_600_000_000_000, 1_700_000_000_000)
     assert records[ABOUT] == CounterRecord(ABOUT, 7, 1, 2)
     assert await store.apply([Hit(HOME)]) == [1001]
+
+
+async def test_names_with_separators_never_share_a_counter(store: Store) -> None:
+    """Counters whose names hold ':' or braces stay distinct and export under their own names."""
+    tricky = [CounterId("a:b", "c"), CounterId("a", "b:c"), CounterId("{x}", "y}")]
+    await store.apply([Hit(counter) for counter in tricky])
+    await store.apply([Hit(tricky[0])])
+    assert [await store.value(counter) for counter in tricky] == [2, 1, 1]
+    exported = {record.counter: record.value async for record in store.export()}
+    assert exported == {tricky[0]: 2, tricky[1]: 1, tricky[2]: 1}

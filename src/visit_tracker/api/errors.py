@@ -3,7 +3,9 @@
 Invalid input gives 422 with one `{"loc", "msg", "type"}` entry per problem, naming the field.
 
 A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
-was not counted and a retry will likely succeed. Anything unexpected is logged and gives 500.
+was not counted and a retry will likely succeed. A store that took the write but whose answer was
+lost gives 504 without `Retry-After`: the visit may have been counted, and a blind retry could
+count it twice. Anything unexpected is logged and gives 500.
 """
 
 import logging
@@ -14,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from visit_tracker.errors import ShuttingDown, StoreError
+from visit_tracker.errors import ShuttingDown, StoreError, StoreOutcomeUnknown
 
 logger = logging.getLogger("visit_tracker")
 
@@ -29,6 +31,17 @@ async def store_failed(request: Request, error: Exception) -> JSONResponse:
         {"detail": "The visit store is unavailable; the visit was not counted. Retry shortly."},
         status_code=503,
         headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def store_unconfirmed(request: Request, error: Exception) -> JSONResponse:
+    logger.error("store outcome unknown on %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {
+            "detail": "The visit store did not confirm the visit: it may or may not have been "
+            "counted. Check the count before retrying."
+        },
+        status_code=504,
     )
 
 
@@ -59,7 +72,11 @@ async def unexpected(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal server error."}, status_code=500)
 
 
-EXPECTED: dict[type[Exception], Handler] = {StoreError: store_failed, ShuttingDown: shutting_down}
+EXPECTED: dict[type[Exception], Handler] = {
+    StoreError: store_failed,
+    StoreOutcomeUnknown: store_unconfirmed,
+    ShuttingDown: shutting_down,
+}
 """Failures we anticipate, each with its answer."""
 
 

@@ -17,3 +17,11 @@ STORE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
         "description": "The store did not answer in time. Nothing was counted; retry later.",
     }
 }
+
+STORE_UNCONFIRMED: dict[int | str, dict[str, Any]] = {
+    504: {
+        "model": ErrorBody,
+        "description": "The store took the write but its answer was lost: the visit may or may "
+        "not have been counted.",
+    }
+}

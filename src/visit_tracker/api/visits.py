@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from visit_tracker.api.deps import TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE
+from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
 
 router = APIRouter(tags=["visits"])
 
@@ -32,7 +32,7 @@ def utc_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@router.post("/visit", responses=STORE_UNAVAILABLE)
+@router.post("/visit", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
 async def visit(tracker: TrackerDep) -> VisitCount:
     """Count one visit and return the total, this visit included.
 

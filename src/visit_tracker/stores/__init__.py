@@ -1,10 +1,13 @@
-"""Stores: where counts live, chosen by one URL (`memory://`, `sqlite:///data/visits.db`)."""
+"""Stores: where counts live, chosen by one URL (`memory://`, `sqlite:///data/visits.db`,
+`redis://host:6379/0`, `redis+cluster://host:7000`)."""
 
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from visit_tracker.stores.base import DEFAULT_COUNTER, CounterId, CounterRecord, Hit, Store
 from visit_tracker.stores.memory import MemoryStore
+from visit_tracker.stores.redis import SCHEMES as REDIS_SCHEMES
+from visit_tracker.stores.redis import RedisStore, parse_redis_url
 from visit_tracker.stores.sqlite import SqliteStore
 
 __all__ = [
@@ -17,7 +20,7 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMES = ("memory", "sqlite")
+SCHEMES = ("memory", "sqlite", *REDIS_SCHEMES)
 
 
 def check_store_url(url: str) -> str:
@@ -31,6 +34,8 @@ def check_store_url(url: str) -> str:
             f"bad SQLite store URL {url!r}: write sqlite:///relative/path.db "
             "or sqlite:////absolute/path.db"
         )
+    if parts.scheme in REDIS_SCHEMES:
+        parse_redis_url(url)
     return url
 
 
@@ -48,4 +53,6 @@ async def open_store(url: str, *, wait_limit: float) -> Store:
     parts = urlsplit(check_store_url(url))
     if parts.scheme == "memory":
         return MemoryStore()
+    if parts.scheme in REDIS_SCHEMES:
+        return await RedisStore.open(url, wait_limit=wait_limit)
     return await SqliteStore.open(Path(parts.path[1:]), busy_timeout=wait_limit)

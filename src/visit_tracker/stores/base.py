@@ -42,7 +42,11 @@ class CounterRecord:
 
 
 class Store(Protocol):
-    """Where counts live. Every method either fully succeeds or raises `StoreError`."""
+    """Where counts live. Every method either fully succeeds or raises `StoreError`.
+
+    A networked store may also raise `StoreOutcomeUnknown` from a write whose confirmation was
+    lost (the write may have been applied); `StoreError` always means nothing was applied.
+    """
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         """Count every hit in one atomic step and return each hit's new value, in order."""

@@ -1,0 +1,412 @@
+"""Counters in Redis or Redis Cluster: many instances behind a load balancer, one exact count.
+
+URLs: `redis://[user:password@]host:6379/0` for one server (`rediss://` for TLS), and
+`redis+cluster://[user:password@]host:7000` for a cluster, found from any one of its nodes
+(`rediss+cluster://` for TLS). `?prefix=NAME` starts every key with `NAME:` (default
+`visit-tracker`), so several stores can share one Redis.
+
+Layout: a counter is one hash, `{prefix}:{namespace:key}`, holding `value`, `created_at` and
+`updated_at` (Unix ms); the braces are a hash tag, so on a cluster each counter lives whole on
+one shard and counters spread over all of them. On one server the set `{prefix}:counters` lists
+every counter so that export needs no key scan; a cluster has no place for such a set, and
+export scans each primary for the prefix instead.
+
+A batch is one Lua script per group of counters one script may touch: on one server the whole
+batch, so a single round trip applies it atomically; on a cluster one script per counter, the
+scripts for each node sent in one write and the nodes in parallel. Each counter stays exact; a
+batch across shards is atomic per counter only, and so is a restore (which may be run again).
+
+Failures: every operation finishes within the store wait limit. Nothing is retried, since
+running a hit twice would count it twice. When a request never reached Redis (down, refused,
+no connection in time) the visit was not counted: `StoreUnavailable`, a 503 that says so. When
+the request was written but its reply was lost (Redis died or stalled mid-request), Redis may
+or may not have counted it: `StoreOutcomeUnknown`, a 504 saying the visit may have been counted.
+So does a cluster batch that some shards applied and others did not. Connections are made
+afresh as needed, so the store recovers by itself when Redis is back.
+
+Durability is Redis's: an acknowledged visit is in Redis's memory, and survives a crash of
+Redis only with `appendonly yes` (`appendfsync always` keeps every acknowledged visit;
+`everysec` may lose the last second). Counters are never given an expiry, but a Redis whose
+`maxmemory-policy` evicts keys will drop them when full: use `noeviction`.
+"""
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from redis.asyncio.connection import Connection, parse_url
+from redis.typing import EncodableT
+
+from visit_tracker.errors import StoreError, StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
+from visit_tracker.stores._redis_topology import Cluster, OneServer, Topology
+from visit_tracker.stores._redis_wire import (
+    Command,
+    ConnectionSource,
+    Reply,
+    check,
+    round_trip,
+)
+from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits, tally
+
+SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+DEFAULT_PREFIX = "visit-tracker"
+PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+"""No glob characters: the prefix is also a SCAN pattern."""
+
+IN_FLIGHT = 64
+"""Round trips one process may have under way at once. Each cluster node's pool holds one more
+connection (for reading the slot map), since redis-py's cluster pool fails instead of waiting
+when it runs out."""
+
+EXPORT_CHUNK = 500
+"""Counters read per round trip when exporting."""
+
+HIT = """
+-- KEYS: the counters' hashes, then (one server only) the index set.
+-- ARGV: the time in Unix ms, then for each counter its number of hits and its tag.
+local now = ARGV[1]
+local count = (#ARGV - 1) / 2
+local index = KEYS[count + 1]
+local values = {}
+for i = 1, count do
+    local counter = KEYS[i]
+    values[i] = redis.call('HINCRBY', counter, 'value', ARGV[2 * i])
+    redis.call('HSETNX', counter, 'created_at', now)
+    redis.call('HSET', counter, 'updated_at', now)
+    if index then redis.call('SADD', index, ARGV[2 * i + 1]) end
+end
+return values
+"""
+
+RESTORE = """
+-- KEYS: the counters' hashes, then (one server only) the index set.
+-- ARGV: for each counter its value, created_at, updated_at and tag.
+local count = #ARGV / 4
+local index = KEYS[count + 1]
+for i = 1, count do
+    local at = 4 * (i - 1)
+    redis.call('HSET', KEYS[i], 'value', ARGV[at + 1],
+        'created_at', ARGV[at + 2], 'updated_at', ARGV[at + 3])
+    if index then redis.call('SADD', index, ARGV[at + 4]) end
+end
+return count
+"""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLocation:
+    """A checked Redis store URL, taken apart."""
+
+    server_url: str
+    """The URL redis-py reads: `redis://` or `rediss://`, without our own options."""
+    cluster: bool
+    prefix: str
+    where: str
+    """`host:port`, for messages: no password."""
+
+
+def parse_redis_url(url: str) -> RedisLocation:
+    """Take a `redis://`, `rediss://` or `redis[s]+cluster://` URL apart, or raise ValueError."""
+    parts = urlsplit(url)
+    shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+    bad = f"bad Redis store URL {shown!r}"
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    prefix = options.pop("prefix", DEFAULT_PREFIX)
+    example = "redis://127.0.0.1:6379/0 or redis+cluster://127.0.0.1:7000"
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{bad}: the port must be a number") from None
+    if not parts.hostname:
+        raise ValueError(f"{bad}: name the host, as in {example}")
+    if options:
+        raise ValueError(f"{bad}: unknown option {', '.join(options)}")
+    if not PREFIX.match(prefix):
+        raise ValueError(
+            f"{bad}: the prefix must match {PREFIX.pattern} (letters, digits and _ . : -)"
+        )
+    cluster = parts.scheme.endswith("+cluster")
+    database = parts.path.strip("/") or "0"
+    if cluster and database != "0":
+        raise ValueError(f"{bad}: Redis Cluster has only database 0")
+    if not database.isdigit():
+        raise ValueError(f"{bad}: put a database number after the port, as in {example}")
+    scheme = parts.scheme.removesuffix("+cluster")
+    server_url = f"{scheme}://{parts.netloc}/{database}"
+    return RedisLocation(server_url, cluster, prefix, f"{parts.hostname}:{port or 6379}")
+
+
+@lru_cache(maxsize=4096)
+def _tag(counter: CounterId) -> str:
+    """`namespace:key`, each part percent-encoded so that no two counters share a tag."""
+    return f"{quote(counter.namespace, safe='')}:{quote(counter.key, safe='')}"
+
+
+def _counter_of(tag: str) -> CounterId:
+    namespace, key = tag.split(":")
+    return CounterId(unquote(namespace), unquote(key))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+Work = dict[ConnectionSource, list[tuple[list[CounterId], Command]]]
+"""Per node, the scripts to run there, each with the counters it touches."""
+
+
+class RedisStore:
+    """Counters in one Redis server or a Redis Cluster, shared by any number of instances."""
+
+    def __init__(self, topology: Topology, *, prefix: str, wait_limit: float) -> None:
+        self._topology = topology
+        self._prefix = prefix
+        self._index = f"{prefix}:counters"
+        self._wait_limit = wait_limit
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
+
+    @classmethod
+    async def open(cls, url: str, *, wait_limit: float) -> "RedisStore":
+        """Connect to the Redis (Cluster) a checked URL names; raise `StoreOpenError` if it
+        does not answer within `wait_limit` seconds."""
+        location = parse_redis_url(url)
+        # The deadline of each operation bounds reads and writes; redis-py's own socket timeout
+        # would wrap every write in a task of its own.
+        timeouts = {"socket_timeout": None, "socket_connect_timeout": wait_limit}
+        try:
+            async with asyncio.timeout(wait_limit):
+                if location.cluster:
+                    topology: Topology = await Cluster.discover(
+                        location.server_url,
+                        where=location.where,
+                        max_connections=IN_FLIGHT + 1,  # one more for reading the slot map
+                        **timeouts,
+                    )
+                else:
+                    kwargs: dict[str, Any] = dict(parse_url(location.server_url))
+                    connection_class = kwargs.pop("connection_class", Connection)
+                    topology = OneServer(connection_class, **kwargs, **timeouts)
+        except TimeoutError:
+            raise StoreOpenError(
+                f"cannot open the Redis store at {location.where}: no answer in {wait_limit:g} s"
+            ) from None
+        except StoreError as error:
+            raise StoreOpenError(f"cannot open the Redis store: {error}") from error
+        store = cls(topology, prefix=location.prefix, wait_limit=wait_limit)
+        try:
+            await store.ping()
+        except StoreError as error:
+            await store.close()
+            raise StoreOpenError(f"cannot open the Redis store: {error}") from error
+        return store
+
+    async def apply(self, hits: Sequence[Hit]) -> list[int]:
+        counts, now = tally(hits), _now_ms()
+        deadline = await self._ready()
+        work = self._plan(
+            HIT,
+            ((counter, (counts[counter], _tag(counter))) for counter in counts),
+            prefix_args=(now,),
+        )
+        totals: dict[CounterId, int] = {}
+        for counters, reply in await self._run(work, deadline=deadline):
+            totals.update(zip(counters, reply, strict=True))
+        return number_hits(hits, totals)
+
+    async def value(self, counter: CounterId) -> int:
+        deadline = await self._ready()
+        key = self._key(counter)
+        node = self._topology.node_for(key)
+        (reply,) = await self._send(node, [("HGET", key, "value")], deadline=deadline)
+        return int(check(reply, source=node) or 0)
+
+    async def export(self) -> AsyncIterator[CounterRecord]:
+        records: list[CounterRecord] = []
+        await self._ready()
+        for node in self._topology.primaries():
+            records.extend(await self._export_node(node))
+        records.sort(key=lambda record: (record.counter.namespace, record.counter.key))
+        for record in records:
+            yield record
+
+    async def restore(self, records: Sequence[CounterRecord]) -> None:
+        deadline = await self._ready()
+        work = self._plan(
+            RESTORE,
+            ((r.counter, (r.value, r.created_at, r.updated_at, _tag(r.counter))) for r in records),
+            prefix_args=(),
+        )
+        await self._run(work, deadline=deadline)
+
+    async def ping(self) -> None:
+        deadline = await self._ready()
+        nodes = self._topology.primaries()
+        replies = await asyncio.gather(
+            *(self._send(node, [("PING",)], deadline=deadline) for node in nodes)
+        )
+        for node, (reply,) in zip(nodes, replies, strict=True):
+            check(reply, source=node)
+
+    async def close(self) -> None:
+        await self._topology.close()
+
+    def _key(self, counter: CounterId) -> str:
+        return f"{self._prefix}:{{{_tag(counter)}}}"
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self._wait_limit
+
+    async def _ready(self) -> float:
+        """Start an operation: its deadline, once the servers' map is known to be current."""
+        deadline = self._deadline()
+        await self._guarded(self._topology.refresh(deadline))
+        return deadline
+
+    def _plan(
+        self,
+        script: str,
+        arguments: Iterable[tuple[CounterId, tuple[EncodableT, ...]]],
+        *,
+        prefix_args: tuple[EncodableT, ...],
+    ) -> Work:
+        """Group per-counter script arguments into as few script calls as the servers allow."""
+        items = list(arguments)
+        groups = [items] if self._topology.single else [[item] for item in items]
+        index = [self._index] if self._topology.single else []
+        work: Work = defaultdict(list)
+        for group in groups:
+            if not group:
+                continue
+            counters = [counter for counter, _ in group]
+            keys = [self._key(counter) for counter in counters]
+            command: Command = (
+                "EVAL",
+                script,
+                len(keys) + len(index),
+                *keys,
+                *index,
+                *prefix_args,
+                *(argument for _, args in group for argument in args),
+            )
+            work[self._topology.node_for(keys[0])].append((counters, command))
+        return work
+
+    async def _run(self, work: Work, *, deadline: float) -> list[tuple[list[CounterId], Reply]]:
+        """Run every node's scripts, nodes in parallel; each script's counters with its reply.
+
+        If some scripts ran and others did not, the outcome of the whole is unknown.
+        """
+        nodes = list(work)
+        sends = [
+            self._send(node, [command for _, command in work[node]], deadline=deadline, writes=True)
+            for node in nodes
+        ]
+        outcomes: list[list[Reply] | BaseException]
+        if len(sends) == 1:  # one server: spare the tasks that gather would make
+            try:
+                outcomes = [await sends[0]]
+            except (StoreError, StoreOutcomeUnknown) as error:
+                outcomes = [error]
+        else:
+            outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        done: list[tuple[list[CounterId], Reply]] = []
+        failures: list[BaseException] = []
+        for node, outcome in zip(nodes, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failures.append(outcome)
+                continue
+            for (counters, _), reply in zip(work[node], outcome, strict=True):
+                try:
+                    done.append((counters, check(reply, source=node)))
+                except StoreError as error:
+                    self._topology.suspect()
+                    failures.append(error)
+        if not failures:
+            return done
+        if done:
+            raise StoreOutcomeUnknown(
+                f"Redis applied part of the request only: {failures[0]}"
+            ) from failures[0]
+        unknown = [failure for failure in failures if isinstance(failure, StoreOutcomeUnknown)]
+        raise (unknown or failures)[0]
+
+    async def _export_node(self, node: ConnectionSource) -> list[CounterRecord]:
+        if self._topology.single:
+            (members,) = await self._send(
+                node, [("SMEMBERS", self._index)], deadline=self._deadline()
+            )
+            keys = [f"{self._prefix}:{{{tag.decode()}}}" for tag in check(members, source=node)]
+        else:
+            keys = await self._scan(node)
+        records = []
+        for start in range(0, len(keys), EXPORT_CHUNK):
+            chunk = keys[start : start + EXPORT_CHUNK]
+            replies = await self._send(
+                node,
+                [("HMGET", key, "value", "created_at", "updated_at") for key in chunk],
+                deadline=self._deadline(),
+            )
+            for key, reply in zip(chunk, replies, strict=True):
+                value, created_at, updated_at = check(reply, source=node)
+                if value is not None:  # deleted since it was listed
+                    counter = _counter_of(key[len(self._prefix) + 2 : -1])
+                    records.append(
+                        CounterRecord(counter, int(value), int(created_at), int(updated_at))
+                    )
+        return records
+
+    async def _scan(self, node: ConnectionSource) -> list[str]:
+        """Every counter key on one cluster node."""
+        keys: list[str] = []
+        cursor: bytes | int = 0
+        pattern = f"{self._prefix}:{{*}}"
+        while True:
+            (reply,) = await self._send(
+                node,
+                [("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "hash")],
+                deadline=self._deadline(),
+            )
+            cursor, found = check(reply, source=node)
+            keys.extend(key.decode() for key in found)
+            if int(cursor) == 0:
+                return keys
+
+    async def _send(
+        self,
+        node: ConnectionSource,
+        commands: Sequence[Command],
+        *,
+        deadline: float,
+        writes: bool = False,
+    ) -> list[Reply]:
+        """One round trip to one node, waiting for a free slot no later than `deadline`."""
+        if self._in_flight.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._in_flight.acquire()
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"Redis {node.name}: {IN_FLIGHT} requests were already under way"
+                ) from None
+        else:
+            await self._in_flight.acquire()  # free: returns at once
+        try:
+            return await self._guarded(round_trip(node, commands, deadline=deadline, writes=writes))
+        finally:
+            self._in_flight.release()
+
+    async def _guarded(self, operation: Awaitable[T]) -> T:
+        """Await the operation; a store failure may mean the cluster changed, so note it."""
+        try:
+            return await operation
+        except (StoreError, StoreOutcomeUnknown):
+            self._topology.suspect()
+            raise

@@ -1,0 +1,142 @@
+"""Redis for tests: private redis-server processes on free loopback ports (one server to kill,
+stall and restart, or a three-primary Redis Cluster), and key prefixes of their own on the
+machine's shared Redis, which is never stopped nor flushed."""
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from uuid import uuid4
+
+import redis
+
+from tests.server import free_port
+from tests.tools import require_program, require_tool
+
+START_TIMEOUT = 15.0
+CLUSTER_TIMEOUT = 30.0
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def shared_redis() -> str:
+    """The URL of the machine's Redis, once it answers (in CI it must)."""
+    try:
+        with redis.Redis.from_url(SHARED_REDIS, socket_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as error:
+        require_tool(None, f"no Redis answers at {SHARED_REDIS} ({error})")
+    return SHARED_REDIS
+
+
+@contextmanager
+def fresh_prefix(server_url: str) -> Iterator[str]:
+    """A store URL on that Redis under a new key prefix; its keys are deleted afterwards."""
+    prefix = f"test-{uuid4().hex}"
+    try:
+        yield f"{server_url}?prefix={prefix}"
+    finally:
+        with redis.Redis.from_url(server_url, socket_timeout=5) as client:
+            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                client.delete(key)
+
+
+class RedisServer:
+    """One redis-server process that a test may kill, stall, resume and start again."""
+
+    def __init__(self, directory: Path, *options: str) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.options = options
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        """Start (again, on the same port and files) and return once it answers PING."""
+        program = require_program("redis-server", "redis-server")
+        command = [program, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.directory), "--save", "", "--daemonize", "no"]
+        command += ["--logfile", str(self.directory / "redis.log"), *self.options]
+        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._answers():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                log = (self.directory / "redis.log").read_text(errors="replace")
+                raise RuntimeError(f"redis-server on port {self.port} did not start:\n{log}")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no chance to save or say goodbye."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)  # a stalled process dies as well
+            self._process.kill()
+            self._process.wait(timeout=10)
+
+    def stall(self) -> None:
+        """SIGSTOP: the server keeps its connections but answers nothing."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+    def _answers(self) -> bool:
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+
+@contextmanager
+def redis_server(directory: Path, *options: str) -> Iterator[RedisServer]:
+    """A started private server, killed on the way out."""
+    server = RedisServer(directory, *options)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.kill()
+
+
+@contextmanager
+def redis_cluster(
+    directory: Path, *options: str, primaries: int = 3
+) -> Iterator[list[RedisServer]]:
+    """A Redis Cluster of `primaries` servers without replicas, ready (cluster_state:ok);
+    `options` go to every server (by default nothing is kept on disk but the node table)."""
+    with ExitStack() as stack:
+        servers = []
+        for number in range(primaries):
+            node_directory = directory / f"node{number}"
+            node_directory.mkdir(parents=True)
+            cluster_options = (
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(node_directory / "nodes.conf"),
+                "--cluster-port", str(free_port()),
+            )  # fmt: skip
+            servers.append(
+                stack.enter_context(redis_server(node_directory, *cluster_options, *options))
+            )
+        create = [require_program("redis-cli", "redis-tools"), "--cluster", "create"]
+        create += [f"127.0.0.1:{server.port}" for server in servers]
+        create += ["--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(create, check=True, capture_output=True, timeout=CLUSTER_TIMEOUT)
+        wait_until_cluster_ok(servers)
+        yield servers
+
+
+def wait_until_cluster_ok(servers: list[RedisServer]) -> None:
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    for server in servers:
+        with server.client() as client:
+            while client.cluster("INFO").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the cluster was not ok after {CLUSTER_TIMEOUT} s")
+                time.sleep(0.05)

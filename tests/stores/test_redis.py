@@ -1,0 +1,191 @@
+"""What the Redis stores add to the contract: URLs, failures told apart, and cluster exactness."""
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NewStoreUrl
+from tests.redis_servers import RedisServer, redis_cluster, redis_server, wait_until_cluster_ok
+from tests.server import free_port
+from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
+from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
+from visit_tracker.stores.redis import IN_FLIGHT, RedisStore, parse_redis_url
+
+pytestmark = pytest.mark.anyio
+
+HOME = CounterId("site", "home")
+WAIT_LIMIT = 0.5
+SLACK = 0.5
+"""How far past the wait limit a loaded two-core machine may take to report the failure."""
+
+DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
+"""A private server that keeps every acknowledged write across a SIGKILL."""
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis that keeps every acknowledged write, for tests that kill or stall it."""
+    with redis_server(tmp_path / "redis", *DURABLE) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster", "prefix", "where"),
+    [
+        ("redis://127.0.0.1:6379/0", False, "visit-tracker", "127.0.0.1:6379"),
+        ("redis://:secret@db.internal/3?prefix=app:prod", False, "app:prod", "db.internal:6379"),
+        ("rediss://127.0.0.1:6380", False, "visit-tracker", "127.0.0.1:6380"),
+        ("redis+cluster://127.0.0.1:7000", True, "visit-tracker", "127.0.0.1:7000"),
+        ("rediss+cluster://10.1.2.3:7000/0?prefix=x", True, "x", "10.1.2.3:7000"),
+    ],
+)
+def test_urls_name_server_database_and_prefix(
+    url: str, cluster: bool, prefix: str, where: str
+) -> None:
+    """A Redis URL gives the server, whether it is a cluster, the key prefix, and no password."""
+    location = parse_redis_url(url)
+    assert (location.cluster, location.prefix, location.where) == (cluster, prefix, where)
+    assert location.server_url.startswith(("redis://", "rediss://"))
+    assert "prefix" not in location.server_url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://", "name the host"),
+        ("redis://127.0.0.1:port/0", "the port must be a number"),
+        ("redis://127.0.0.1:6379/zero", "put a database number after the port"),
+        ("redis+cluster://127.0.0.1:7000/2", "Redis Cluster has only database 0"),
+        ("redis://127.0.0.1:6379/0?prefix=a*b", "the prefix must match"),
+        ("redis://127.0.0.1:6379/0?timeout=3", "unknown option timeout"),
+        ("redis://:hunter2@127.0.0.1:6379/x", "'redis://:\\*\\*\\*@127.0.0.1:6379/x'"),
+    ],
+)
+def test_bad_urls_are_refused_saying_why(url: str, message: str) -> None:
+    """A malformed Redis URL is refused when settings are read, with the reason, never with
+    the password."""
+    with pytest.raises(ValueError, match=message) as raised:
+        check_store_url(url)
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+async def test_an_unreachable_server_stops_the_open_without_its_password(scheme: str) -> None:
+    """Opening a Redis that does not answer fails with StoreOpenError naming host, not password."""
+    port = free_port()  # nothing listens there
+    with pytest.raises(StoreOpenError, match=f"127.0.0.1:{port}") as raised:
+        await open_store(f"{scheme}://:hunter2@127.0.0.1:{port}", wait_limit=WAIT_LIMIT)
+    assert "hunter2" not in str(raised.value)
+
+
+async def test_a_dead_server_fails_fast_and_counting_resumes_when_it_returns(
+    private_redis: RedisServer,
+) -> None:
+    """With Redis killed, a batch fails as not counted within the limit; after a restart the
+    same store counts on from where Redis was, with no reopen."""
+    store = await RedisStore.open(private_redis.url, wait_limit=WAIT_LIMIT)
+    try:
+        assert await store.apply([Hit(HOME)] * 3) == [1, 2, 3]
+        private_redis.kill()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.apply([Hit(HOME)])
+        assert time.monotonic() - started < WAIT_LIMIT + SLACK
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        private_redis.start()
+        assert await store.apply([Hit(HOME)]) == [4]
+    finally:
+        await store.close()
+
+
+async def test_a_stalled_server_leaves_the_outcome_unknown_and_may_count_it(
+    private_redis: RedisServer,
+) -> None:
+    """A batch written to a Redis that then stalls fails within the wait limit as "outcome
+    unknown" — rightly so: once Redis resumes, that batch turns out to have been counted."""
+    store = await RedisStore.open(private_redis.url, wait_limit=WAIT_LIMIT)
+    try:
+        assert await store.apply([Hit(HOME)]) == [1]
+        private_redis.stall()
+        started = time.monotonic()
+        try:
+            with pytest.raises(StoreOutcomeUnknown, match="reply was lost"):
+                await store.apply([Hit(HOME)] * 2)
+            assert WAIT_LIMIT <= time.monotonic() - started < WAIT_LIMIT + SLACK
+        finally:
+            private_redis.resume()
+        assert await store.value(HOME) == 3
+        assert await store.apply([Hit(HOME)]) == [4]
+    finally:
+        await store.close()
+
+
+async def test_a_fresh_cluster_store_counts_a_burst_exactly(new_store_url: NewStoreUrl) -> None:
+    """Right after opening, 4 x IN_FLIGHT concurrent batches on a cluster hand out 1..N once
+    each: nothing runs twice and no pool runs out."""
+    store = await open_store(new_store_url("redis-cluster"), wait_limit=5.0)
+    try:
+        results = await asyncio.gather(*(store.apply([Hit(HOME)]) for _ in range(4 * IN_FLIGHT)))
+        assert sorted(value for (value,) in results) == list(range(1, 4 * IN_FLIGHT + 1))
+        assert await store.value(HOME) == 4 * IN_FLIGHT
+    finally:
+        await store.close()
+
+
+async def test_cluster_counters_spread_over_every_shard_and_all_export(
+    new_store_url: NewStoreUrl, cluster_nodes: list[RedisServer]
+) -> None:
+    """Counters land on every primary of the cluster, and export lists each of them once."""
+    cluster_url = new_store_url("redis-cluster")
+    counters = [CounterId("spread", f"page{number}") for number in range(60)]
+    store = await open_store(cluster_url, wait_limit=5.0)
+    try:
+        await store.apply([Hit(counter) for counter in counters])
+        await store.apply([Hit(counters[0])])
+        exported = [record async for record in store.export()]
+    finally:
+        await store.close()
+    prefix = cluster_url.partition("prefix=")[2]
+    for node in cluster_nodes:
+        with node.client() as client:
+            assert any(client.scan_iter(match=f"{prefix}:*")), f"nothing on port {node.port}"
+    assert [record.counter for record in exported] == sorted(
+        counters, key=lambda c: (c.namespace, c.key)
+    )
+    assert sum(record.value for record in exported) == 61
+
+
+async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recovers(
+    tmp_path: Path,
+) -> None:
+    """With one primary killed, hits on its counters fail fast as not counted while the other
+    shards go on counting; once it is back, the same store counts on where it was."""
+    with redis_cluster(tmp_path, *DURABLE) as nodes:
+        store = await open_store(
+            f"redis+cluster://127.0.0.1:{nodes[0].port}", wait_limit=WAIT_LIMIT
+        )
+        try:
+            counters = [CounterId("shard", f"page{number}") for number in range(30)]
+            await store.apply([Hit(counter) for counter in counters])
+            victim = nodes[2]
+            with victim.client() as client:  # keys are named as the store's docstring says
+                on_victim = {key.decode() for key in client.scan_iter()}
+            doomed, spared = (
+                next(c for c in counters if (f"visit-tracker:{{shard:{c.key}}}" in on_victim) == on)
+                for on in (True, False)
+            )
+            victim.kill()
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await store.apply([Hit(doomed)])
+            assert time.monotonic() - started < WAIT_LIMIT + SLACK
+            assert await store.apply([Hit(spared)]) == [2]
+            victim.start()
+            wait_until_cluster_ok(nodes)
+            assert await store.apply([Hit(doomed)]) == [2]
+        finally:
+            await store.close()
