@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -13,6 +14,10 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -29,6 +34,11 @@ lint: $(VENV)/.installed-dev  ## ruff (lint + format check) and mypy strict
 
 test: lint  ## lint, then every test
 	$(BIN)/pytest
+
+bench: $(VENV)/.installed-bench  ## load every configuration with wrk; rewrites docs/benchmarks.*
+	@command -v wrk >/dev/null || { echo "installing wrk"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python scripts/bench.py
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

@@ -1,4 +1,4 @@
-"""The `visit-tracker` command: `serve` runs the HTTP server."""
+"""The `visit-tracker` command: `serve` runs the HTTP server, `bench` loads one."""
 
 import asyncio
 import os
@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
+from visit_tracker.bench import bench
 from visit_tracker.errors import VisitTrackerError
 from visit_tracker.settings import ENV_PREFIX, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
@@ -87,6 +88,9 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
+
+
+cli.command()(bench)
 
 
 def main() -> None:
