@@ -8,12 +8,13 @@ from uuid import uuid4
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.postgres import fresh_schema
 from tests.redis_servers import RedisServer, fresh_prefix, redis_cluster, shared_redis
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 from visit_tracker.stores import Store, open_store
 
-STORE_KINDS = ["memory", "sqlite", "redis", "redis-cluster"]
+STORE_KINDS = ["memory", "sqlite", "redis", "redis-cluster", "postgresql"]
 
 NewStoreUrl = Callable[[str], str]
 
@@ -30,7 +31,7 @@ def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ne
     """Makes a fresh, empty store of the kind asked for; each is removed after the test.
 
     A Redis store is a key prefix of its own (`?prefix=`) on the shared Redis or on the
-    session's cluster.
+    session's cluster. A PostgreSQL store is a schema of its own on the shared server.
     """
     with contextlib.ExitStack() as cleanup:
         made = 0
@@ -47,6 +48,8 @@ def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ne
             if kind == "redis-cluster":
                 nodes: list[RedisServer] = request.getfixturevalue("cluster_nodes")
                 return f"redis+cluster://127.0.0.1:{nodes[0].port}?prefix=test-{uuid4().hex}"
+            if kind == "postgresql":
+                return cleanup.enter_context(fresh_schema())
             raise ValueError(f"unknown store kind {kind!r}")
 
         yield new

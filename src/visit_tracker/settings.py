@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     store: str = Field(
         "sqlite:///data/visits.db",
         description="Where counts live: sqlite:///relative.db, sqlite:////absolute.db, memory://, "
-        "redis://host:6379/0, redis+cluster://host:7000 (rediss:// for TLS; ?prefix=NAME)",
+        "redis://host:6379/0, redis+cluster://host:7000 (rediss:// for TLS; ?prefix=NAME), "
+        "postgresql://user@host:5432/db",
     )
     store_timeout: float = Field(
         2.0, gt=0, le=60, description="Seconds a request waits on a busy store before a 503."

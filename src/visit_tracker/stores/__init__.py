@@ -1,9 +1,10 @@
 """Stores: where counts live, chosen by one URL (`memory://`, `sqlite:///data/visits.db`,
-`redis://host:6379/0`, `redis+cluster://host:7000`)."""
+`redis://host:6379/0`, `redis+cluster://host:7000`, `postgresql://user@host:5432/db`)."""
 
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from visit_tracker.stores import postgres
 from visit_tracker.stores.base import DEFAULT_COUNTER, CounterId, CounterRecord, Hit, Store
 from visit_tracker.stores.memory import MemoryStore
 from visit_tracker.stores.redis import SCHEMES as REDIS_SCHEMES
@@ -20,7 +21,7 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMES = ("memory", "sqlite", *REDIS_SCHEMES)
+SCHEMES = ("memory", "sqlite", *REDIS_SCHEMES, *postgres.SCHEMES)
 
 
 def check_store_url(url: str) -> str:
@@ -36,6 +37,8 @@ def check_store_url(url: str) -> str:
         )
     if parts.scheme in REDIS_SCHEMES:
         parse_redis_url(url)
+    if parts.scheme in postgres.SCHEMES:
+        postgres.check_url(url)
     return url
 
 
@@ -55,4 +58,6 @@ async def open_store(url: str, *, wait_limit: float) -> Store:
         return MemoryStore()
     if parts.scheme in REDIS_SCHEMES:
         return await RedisStore.open(url, wait_limit=wait_limit)
+    if parts.scheme in postgres.SCHEMES:
+        return await postgres.PostgresStore.open(url, wait_limit=wait_limit)
     return await SqliteStore.open(Path(parts.path[1:]), busy_timeout=wait_limit)

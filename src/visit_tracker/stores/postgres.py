@@ -1,0 +1,412 @@
+"""The scale-out store: counters in PostgreSQL, shared by every instance behind a load balancer.
+
+URL: `postgresql://user@host:5432/db` or `postgres://…`; any libpq parameter may follow in the
+query string, e.g. `?options=-csearch_path%3Dcounting` to keep the tables in their own schema.
+
+Speed: a batch is one statement, `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE …
+RETURNING`, in its own implicit transaction: one round trip, prepared by psycopg after a few
+uses. A batch's counters are sorted, so concurrent batches lock rows in the same order and
+cannot deadlock. Times are the server's clock, the one clock every instance shares.
+
+Time: no operation waits longer than `wait_limit` (connection from the pool, statement, answer).
+The server itself cancels a statement after half of it, so that a busy server or a row lock gives
+a definite "not applied" before the limit. A store that just failed does not make the next calls
+wait again for a connection: they fail at once until one is back. The pool reconnects in the
+background, so the store recovers by itself when the server returns; a pooled connection that
+the server hung up on while idle is noticed before use (no round trip) and replaced, so a
+restarted server costs no failed request.
+
+What a caller is told when something fails:
+- `StoreUnavailable`: nothing was applied — no connection in time, or the server refused or
+  cancelled the statement (an error reply means its transaction rolled back). Safe to retry.
+- `StoreOutcomeUnknown`: a write was sent, then the connection broke or the server stayed silent
+  past the limit. Its implicit COMMIT may or may not have happened, and nothing on this side can
+  tell; the HTTP layer answers 504 and says the visit may have been counted. A count can then be
+  higher than the visits acknowledged, never lower: every acknowledged visit is committed.
+
+Schema: versioned in `schema_version`, migrated at start in one transaction that holds an
+advisory lock, so instances starting together migrate once. The user needs CREATE on the schema
+for the first start (PostgreSQL 15 no longer grants it on `public` to everyone).
+"""
+
+import asyncio
+import contextlib
+import math
+import select
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from visit_tracker.errors import (
+    StoreError,
+    StoreOpenError,
+    StoreOutcomeUnknown,
+    StoreUnavailable,
+)
+from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits, tally
+
+T = TypeVar("T")
+
+SCHEMES = ("postgresql", "postgres")
+Connection = psycopg.AsyncConnection[TupleRow]
+
+SCHEMA_VERSION = 1
+MIGRATIONS = {
+    1: """
+        CREATE TABLE counters (
+            namespace  text COLLATE "C" NOT NULL,
+            key        text COLLATE "C" NOT NULL,
+            value      bigint NOT NULL,
+            created_at bigint NOT NULL,  -- unix time, milliseconds
+            updated_at bigint NOT NULL,
+            PRIMARY KEY (namespace, key)
+        )
+    """,
+}
+
+VERSION_TABLE = """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        version  integer NOT NULL
+    )
+"""
+
+UPSERT_HITS = """
+    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at)
+    SELECT namespace, key, hits, clock.now_ms, clock.now_ms
+    FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock,
+        unnest(%s::text[], %s::text[], %s::bigint[])
+            WITH ORDINALITY AS batch (namespace, key, hits, position)
+    ORDER BY position
+    ON CONFLICT (namespace, key)
+    DO UPDATE SET value = c.value + excluded.value, updated_at = excluded.updated_at
+    RETURNING namespace, key, value
+"""
+
+RESTORE = """
+    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at)
+    SELECT namespace, key, value, created_at, updated_at
+    FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
+        WITH ORDINALITY AS record (namespace, key, value, created_at, updated_at, position)
+    ORDER BY position
+    ON CONFLICT (namespace, key) DO UPDATE SET
+        value = excluded.value, created_at = excluded.created_at, updated_at = excluded.updated_at
+"""
+
+EXPORT = """
+    SELECT namespace, key, value, created_at, updated_at FROM counters ORDER BY namespace, key
+"""
+
+OPEN_TIMEOUT = 10.0
+"""Seconds a start may take to connect, wait for another instance's migration, and migrate."""
+
+FAIL_FAST_WAIT = 0.05
+"""Seconds a call waits for a connection while the last one found the server unreachable."""
+
+RECONNECT_TIMEOUT = 5.0
+"""Seconds the pool retries one connection (backing off 1, 2, 4 s) before it starts afresh.
+
+Short, so that the back-off never grows long: the store is back within seconds of the server.
+"""
+
+MIN_CONNECTIONS = 2
+MAX_CONNECTIONS = 4
+"""Per process: the recorder writes one batch at a time; the rest serve reads and probes."""
+
+EXPORT_CHUNK = 1000
+"""Counters fetched per round trip by `export`."""
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError unless libpq can parse the URL."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        raise ValueError(f"bad PostgreSQL store URL: {_one_line(error)}") from None
+
+
+@dataclass
+class _Attempt:
+    """What one operation got as far as, to tell "not applied" from "unknown" when it fails."""
+
+    sent: bool = False
+
+
+class PostgresStore:
+    """Counters in a PostgreSQL table, through a pool of connections."""
+
+    def __init__(
+        self, *, name: str, pool: AsyncConnectionPool[Connection], wait_limit: float
+    ) -> None:
+        self._name = name
+        self._pool = pool
+        self._wait_limit = wait_limit
+        self._reachable = True
+        self._abandoned: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    async def open(cls, url: str, *, wait_limit: float) -> "PostgresStore":
+        """Connect, bring the schema up to date, and fill the pool."""
+        name = _public_name(url)
+        conninfo = _conninfo(url, wait_limit=wait_limit)
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            conninfo,
+            open=False,
+            min_size=MIN_CONNECTIONS,
+            max_size=MAX_CONNECTIONS,
+            kwargs={"autocommit": True},
+            timeout=wait_limit,
+            reconnect_timeout=RECONNECT_TIMEOUT,
+            name="visit-tracker",
+        )
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                await _migrate(conninfo)
+                await pool.open(wait=True, timeout=OPEN_TIMEOUT)
+        except (psycopg.Error, TimeoutError) as error:
+            await pool.close()
+            reason = _one_line(error) or f"no answer within {OPEN_TIMEOUT:g} s"
+            raise StoreOpenError(f"cannot open the PostgreSQL store {name}: {reason}") from error
+        return cls(name=name, pool=pool, wait_limit=wait_limit)
+
+    async def apply(self, hits: Sequence[Hit]) -> list[int]:
+        counts = tally(hits)
+        counters = sorted(counts, key=lambda c: (c.namespace, c.key))
+
+        async def write(connection: Connection) -> list[TupleRow]:
+            cursor = await connection.execute(
+                UPSERT_HITS,
+                (
+                    [c.namespace for c in counters],
+                    [c.key for c in counters],
+                    [counts[c] for c in counters],
+                ),
+            )
+            return await cursor.fetchall()
+
+        rows = await self._run(write, writes=True)
+        return number_hits(hits, {CounterId(ns, key): value for ns, key, value in rows})
+
+    async def value(self, counter: CounterId) -> int:
+        async def read(connection: Connection) -> int:
+            cursor = await connection.execute(
+                "SELECT value FROM counters WHERE namespace = %s AND key = %s",
+                (counter.namespace, counter.key),
+            )
+            row = await cursor.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(read, writes=False)
+
+    async def export(self) -> AsyncIterator[CounterRecord]:
+        # One server-side cursor: a single snapshot, fetched a chunk per round trip. Export is
+        # not on the request path, so each step is bounded with a plain timeout.
+        try:
+            async with (
+                self._connection() as connection,
+                connection.transaction(),
+                connection.cursor("export") as cursor,
+            ):
+                async with asyncio.timeout(self._wait_limit):
+                    await cursor.execute(EXPORT)
+                while True:
+                    async with asyncio.timeout(self._wait_limit):
+                        rows = await cursor.fetchmany(EXPORT_CHUNK)
+                    if not rows:
+                        return
+                    for namespace, key, value, created_at, updated_at in rows:
+                        yield CounterRecord(
+                            CounterId(namespace, key), value, created_at, updated_at
+                        )
+        except TimeoutError as error:
+            raise StoreUnavailable(
+                f"PostgreSQL store {self._name} did not answer within {self._wait_limit:g} s"
+            ) from error
+        except PoolTimeout as error:
+            raise self._no_connection() from error
+        except psycopg.Error as error:
+            raise StoreError(f"PostgreSQL store {self._name}: {_one_line(error)}") from error
+
+    async def restore(self, records: Sequence[CounterRecord]) -> None:
+        latest = {record.counter: record for record in records}
+        ordered = [latest[c] for c in sorted(latest, key=lambda c: (c.namespace, c.key))]
+
+        async def write(connection: Connection) -> None:
+            await connection.execute(
+                RESTORE,
+                (
+                    [r.counter.namespace for r in ordered],
+                    [r.counter.key for r in ordered],
+                    [r.value for r in ordered],
+                    [r.created_at for r in ordered],
+                    [r.updated_at for r in ordered],
+                ),
+            )
+
+        await self._run(write, writes=True)
+
+    async def ping(self) -> None:
+        async def select_one(connection: Connection) -> None:
+            await connection.execute("SELECT 1")
+
+        await self._run(select_one, writes=False)
+
+    async def close(self) -> None:
+        for task in self._abandoned:
+            task.cancel()
+        if self._abandoned:
+            await asyncio.wait(self._abandoned, timeout=self._wait_limit)
+        await self._pool.close()
+
+    async def _run(self, operation: Callable[[Connection], Awaitable[T]], *, writes: bool) -> T:
+        """Run one operation on a pooled connection, answering within the wait limit.
+
+        The operation runs in its own task: if the server falls silent, the caller is answered
+        at the limit while psycopg cancels the statement in the background.
+        """
+        attempt = _Attempt()
+        task = asyncio.ensure_future(self._attempt(operation, attempt, writes=writes))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._wait_limit)
+        except asyncio.CancelledError:
+            self._abandon(task)
+            raise
+        if done:
+            return task.result()
+        self._abandon(task)
+        self._reachable = False
+        silence = f"PostgreSQL store {self._name} did not answer within {self._wait_limit:g} s"
+        if writes and attempt.sent:
+            raise StoreOutcomeUnknown(
+                f"{silence} after a write was sent: it may or may not have been applied"
+            )
+        raise StoreUnavailable(silence)
+
+    async def _attempt(
+        self, operation: Callable[[Connection], Awaitable[T]], attempt: _Attempt, *, writes: bool
+    ) -> T:
+        try:
+            async with self._connection() as connection:
+                attempt.sent = True
+                try:
+                    result = await operation(connection)
+                except psycopg.Error as error:
+                    raise self._failure(error, connection, writes=writes) from error
+        except PoolTimeout as error:
+            self._reachable = False
+            raise self._no_connection() from error
+        self._reachable = True
+        return result
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection the server has not hung up on; PoolTimeout if none comes."""
+        wait = self._wait_limit if self._reachable else FAIL_FAST_WAIT
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PoolTimeout(f"no connection after {wait:g} s")
+            connection = await self._pool.getconn(timeout=remaining)
+            if not _hung_up(connection):
+                break
+            await connection.close()  # the pool sees it closed, drops it and connects anew
+            await self._pool.putconn(connection)
+        try:
+            yield connection
+        finally:
+            await self._pool.putconn(connection)
+
+    def _failure(
+        self, error: psycopg.Error, connection: Connection, *, writes: bool
+    ) -> StoreError | StoreOutcomeUnknown:
+        reason = f"PostgreSQL store {self._name}: {_one_line(error)}"
+        self._reachable = not connection.broken
+        if connection.broken:
+            if writes:
+                return StoreOutcomeUnknown(
+                    f"{reason} (the connection broke after a write was sent: it may or may not "
+                    "have been applied)"
+                )
+            return StoreUnavailable(reason)
+        if isinstance(error, psycopg.OperationalError):
+            return StoreUnavailable(reason)
+        return StoreError(reason)
+
+    def _no_connection(self) -> StoreUnavailable:
+        return StoreUnavailable(f"no connection to the PostgreSQL store {self._name} in time")
+
+    def _abandon(self, task: asyncio.Task[Any]) -> None:
+        """Let a task the caller no longer waits for end in the background, its error dropped."""
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+def _hung_up(connection: Connection) -> bool:
+    """Whether an idle connection has something to read: the server's goodbye, or its EOF.
+
+    An idle connection receives nothing unprompted in normal operation (we LISTEN to nothing),
+    so anything readable means the server closed it or is closing it.
+    """
+    if connection.closed:
+        return True
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def _conninfo(url: str, *, wait_limit: float) -> str:
+    """The URL's parameters plus the ones that bound every wait by `wait_limit`."""
+    params = conninfo_to_dict(url)
+    statement_timeout = f"-c statement_timeout={max(1, round(wait_limit * 500))}"
+    params["options"] = f"{params.get('options', '')} {statement_timeout}".strip()
+    params.setdefault("application_name", "visit-tracker")
+    # libpq counts whole seconds, and takes 1 to mean 2.
+    params.setdefault("connect_timeout", max(2, math.ceil(wait_limit)))
+    return make_conninfo("", **params)
+
+
+def _public_name(url: str) -> str:
+    """The URL without its password and parameters: safe to print."""
+    params = conninfo_to_dict(url)
+    user = f"{params['user']}@" if "user" in params else ""
+    port = f":{params['port']}" if "port" in params else ""
+    return f"postgresql://{user}{params.get('host', '')}{port}/{params.get('dbname', '')}"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+async def _migrate(conninfo: str) -> None:
+    """Create or upgrade the schema in one transaction, one instance at a time."""
+    connection = await psycopg.AsyncConnection.connect(conninfo)
+    async with connection, connection.transaction():
+        await connection.execute(
+            "SELECT set_config('statement_timeout', %s, true)", (f"{OPEN_TIMEOUT:g}s",)
+        )
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('visit-tracker migrations'))"
+        )
+        await connection.execute(VERSION_TABLE)
+        cursor = await connection.execute("SELECT version FROM schema_version")
+        row = await cursor.fetchone()
+        version = row[0] if row else 0
+        if version > SCHEMA_VERSION:
+            raise psycopg.DataError(
+                f"schema version {version} is newer than this visit-tracker ({SCHEMA_VERSION})"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            await connection.execute(MIGRATIONS[step])
+        await connection.execute(
+            "INSERT INTO schema_version (version) VALUES (%s) "
+            "ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
+            (SCHEMA_VERSION,),
+        )
