@@ -6,6 +6,7 @@ VisitTrackerError
 │   ├── StoreUnavailable    the store did not answer in time (busy, down); retry later
 │   └── StoreOpenError      the store could not be opened at start (bad path, corrupt file)
 ├── StoreOutcomeUnknown     a write reached the store but its answer was lost: it may be applied
+├── MalformedExport         a file given to `import` is not a valid export; nothing was imported
 └── ShuttingDown            the server is draining and takes no new visits
 """
 
@@ -35,6 +36,14 @@ class StoreOutcomeUnknown(VisitTrackerError):
 
     Not a `StoreError`: the write may have been applied, and nothing this side can tell.
     """
+
+
+class MalformedExport(VisitTrackerError):
+    """A line of an export file is invalid; the message names the line and the problem."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"line {line}: {problem}")
+        self.line = line
 
 
 class ShuttingDown(VisitTrackerError):

@@ -4,10 +4,14 @@ A store applies a batch of hits atomically and tells each hit the counter value 
 so that concurrent visits get distinct, gap-free numbers however they are batched.
 """
 
+import re
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""What a namespace and a key look like (`fullmatch`): safe in URLs, keys and file names."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,119 @@
+"""The export format as pure functions: what a line looks like, and which lines are refused."""
+
+import json
+
+import pytest
+
+from visit_tracker.backup import LARGEST, format_header, format_record, parse
+from visit_tracker.errors import MalformedExport
+from visit_tracker.stores import CounterId, CounterRecord
+
+HOME = CounterRecord(CounterId("site", "home"), 5, 1_700_000_000_000, 1_700_000_000_123)
+GOOD = {"namespace": "a", "key": "b", "value": 1, "created_at": 1, "updated_at": 2}
+
+
+def export_of(*lines: str) -> list[bytes]:
+    """An export's lines as a binary file yields them: header first, each with its newline."""
+    return [f"{line}\n".encode() for line in (format_header(), *lines)]
+
+
+def line(**changes: object) -> str:
+    """A valid counter line with some fields changed (a None value removes the field)."""
+    fields = {**GOOD, **changes}
+    return json.dumps({name: value for name, value in fields.items() if value is not None})
+
+
+def refusal(lines: list[bytes]) -> MalformedExport:
+    with pytest.raises(MalformedExport) as raised:
+        parse(lines)
+    return raised.value
+
+
+def test_a_record_reads_back_exactly_as_written() -> None:
+    """A counter formatted and parsed again is the same counter, value and times included."""
+    assert parse(export_of(format_record(HOME))) == [HOME]
+
+
+def test_the_header_names_the_format_and_its_version() -> None:
+    """The first line is a JSON object naming the format and version 1."""
+    assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 1}
+
+
+def test_each_line_is_one_json_object_with_the_five_fields() -> None:
+    """A counter's line is one JSON object with exactly its names, value and times."""
+    assert json.loads(format_record(HOME)) == {
+        "namespace": "site",
+        "key": "home",
+        "value": 5,
+        "created_at": 1_700_000_000_000,
+        "updated_at": 1_700_000_000_123,
+    }
+
+
+def test_an_export_of_no_counters_is_just_the_header() -> None:
+    """A header alone is a valid export of an empty store."""
+    assert parse(export_of()) == []
+
+
+def test_the_largest_value_and_every_name_character_are_accepted() -> None:
+    """Values up to 2**63-1 and names of 64 characters from the whole alphabet pass."""
+    name = "Az09_.-" + "x" * 57
+    records = parse(export_of(line(namespace=name, key=name, value=LARGEST, updated_at=LARGEST)))
+    assert records == [CounterRecord(CounterId(name, name), LARGEST, 1, LARGEST)]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "problem"),
+    [
+        ("{not json", "not valid JSON"),
+        ("", "empty line"),
+        ("[1, 2]", "expected a JSON object, found list"),
+        (line(value=None), "missing field 'value'"),
+        (line(extra=1), "unknown field 'extra'"),
+        (line(namespace="has space"), 'namespace "has space" must match'),
+        (line(key=""), 'key "" must match'),
+        (line(key="k" * 65), "key"),
+        (line(namespace=7), "namespace 7 must match"),
+        (line(value=-1), "value must be a whole number from 0 to 9223372036854775807, not -1"),
+        (line(value=1.5), "not 1.5"),
+        (line(value="3"), 'not "3"'),
+        (line(value=True), "not true"),
+        (line(value=LARGEST + 1), f"not {LARGEST + 1}"),
+        (line(created_at=-5), "created_at must be a whole number"),
+        (line(created_at=3, updated_at=2), "created_at is later than updated_at"),
+    ],
+)
+def test_a_bad_line_is_refused_with_its_number_and_the_problem(bad_line: str, problem: str) -> None:
+    """Bad JSON, a missing, unknown or ill-typed field, a bad name or a negative value is refused,
+    naming its line."""
+    error = refusal(export_of(line(), line(key="c"), bad_line, line(key="d")))
+    assert error.line == 4
+    assert str(error).startswith("line 4: ")
+    assert problem in str(error)
+
+
+def test_bytes_that_are_not_utf8_are_refused_by_line() -> None:
+    """A line that is not UTF-8 text is refused, naming its line."""
+    assert str(refusal([*export_of(line()), b"\xff\xfe\n"])) == "line 3: not UTF-8 text"
+
+
+def test_the_same_counter_twice_is_refused_naming_both_lines() -> None:
+    """A counter listed twice is refused: the file cannot say which value is right."""
+    error = refusal(export_of(line(), line(key="c"), line()))
+    assert str(error) == "line 4: counter a/b already appears on line 2"
+
+
+@pytest.mark.parametrize(
+    ("first_line", "problem"),
+    [
+        (b"", "the file is empty"),
+        (json.dumps(GOOD).encode(), "not a visit-tracker export: the first line must be"),
+        (b'{"format": "other", "version": 1}\n', "not a visit-tracker export"),
+        (b'{"format": "visit-tracker-counters", "version": 2}\n', "version 2 is not supported"),
+    ],
+)
+def test_a_file_without_the_header_is_refused_at_line_1(first_line: bytes, problem: str) -> None:
+    """An empty file, a missing or foreign header, or an unknown version is refused at line 1."""
+    error = refusal([first_line] if first_line else [])
+    assert error.line == 1
+    assert problem in str(error)
