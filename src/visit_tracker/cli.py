@@ -1,14 +1,31 @@
-"""The `visit-tracker` command: `serve` runs the HTTP server, `bench` loads one."""
+"""The `visit-tracker` command: `serve` runs the HTTP server, `bench` loads one,
+`export` and `import` move counts between stores."""
 
 import asyncio
+import contextlib
 import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
+from visit_tracker import backup, transfer
 from visit_tracker.bench import bench
-from visit_tracker.errors import VisitTrackerError
+from visit_tracker.errors import MalformedExport, StoreOutcomeUnknown, VisitTrackerError
 from visit_tracker.settings import ENV_PREFIX, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
 
@@ -31,9 +48,9 @@ def describe(name: str) -> str:
     return f"{field.description} ({ENV_PREFIX}{name.upper()}, default: {field.default})"
 
 
-def fail(error: VisitTrackerError) -> typer.Exit:
+def fail(error: Exception | str, *, code: int = 2) -> typer.Exit:
     typer.echo(f"visit-tracker: {error}", err=True)
-    return typer.Exit(code=2)
+    return typer.Exit(code=code)
 
 
 async def check_store(settings: Settings) -> None:
@@ -91,6 +108,94 @@ def serve(
 
 
 cli.command()(bench)
+
+
+STORE_OPTION = typer.Option(help=describe("store"))
+
+PROGRESS = Console(stderr=True)
+"""Where progress is drawn: standard error, and only when it is a terminal."""
+
+
+def progress(*columns: str | ProgressColumn) -> Progress:
+    return Progress(*columns, console=PROGRESS, transient=True, disable=not PROGRESS.is_terminal)
+
+
+@contextlib.contextmanager
+def writer(output: Path | None) -> Iterator[Callable[[str], object]]:
+    """Write to standard output, or to `output` only once the whole export is written."""
+    if output is None:
+        yield sys.stdout.write
+        return
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as file:
+            yield file.write
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def advancing(lines: Iterable[bytes], bar: Progress, task: TaskID) -> Iterator[bytes]:
+    for line in lines:
+        bar.advance(task, len(line))
+        yield line
+
+
+@cli.command("export")
+def export_command(
+    store: Annotated[str | None, STORE_OPTION] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="File to write (standard output if not given).")
+    ] = None,
+) -> None:
+    """Write every counter as JSON Lines: a header line, then one counter per line."""
+    try:
+        url = load_settings(**({"store": store} if store else {})).store
+        with (
+            progress(
+                SpinnerColumn(),
+                TextColumn("exported {task.completed:,.0f} counters"),
+                TimeElapsedColumn(),
+            ) as bar,
+            writer(output) as write,
+        ):
+            task = bar.add_task("export", total=None)
+            count = asyncio.run(
+                transfer.export_counters(url, write=write, counted=lambda: bar.advance(task))
+            )
+    except (VisitTrackerError, OSError) as error:
+        raise fail(error, code=1) from None
+    typer.echo(f"visit-tracker: exported {count} counters", err=True)
+
+
+@cli.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="An export written by `visit-tracker export`.")],
+    store: Annotated[str | None, STORE_OPTION] = None,
+) -> None:
+    """Make every counter of an export exactly as exported, all at once or not at all.
+
+    The whole file is checked first: one bad line and nothing is imported.
+    """
+    try:
+        url = load_settings(**({"store": store} if store else {})).store
+        with (
+            progress(
+                TextColumn("reading"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()
+            ) as bar,
+            file.open("rb") as lines,
+        ):
+            task = bar.add_task("read", total=file.stat().st_size)
+            records = backup.parse(advancing(lines, bar, task))
+        with PROGRESS.status(f"importing {len(records)} counters"):
+            asyncio.run(transfer.import_counters(url, records))
+    except MalformedExport as error:
+        raise fail(f"nothing imported: {file}: {error}", code=1) from None
+    except StoreOutcomeUnknown as error:
+        raise fail(f"the import may or may not have been applied: {error}", code=1) from None
+    except (VisitTrackerError, OSError) as error:
+        raise fail(f"nothing imported: {error}", code=1) from None
+    typer.echo(f"visit-tracker: imported {len(records)} counters", err=True)
 
 
 def main() -> None:

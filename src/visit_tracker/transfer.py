@@ -1,0 +1,38 @@
+"""Move whole stores: every counter out to an export, or an export's counters in at once.
+
+The format is `backup`'s; these functions only connect it to a store.
+"""
+
+from collections.abc import Callable, Sequence
+
+from visit_tracker import backup
+from visit_tracker.stores import CounterRecord, open_store
+
+WAIT_LIMIT = 60.0
+"""Seconds one store operation of an export or import may take: it moves a whole store."""
+
+
+async def export_counters(
+    url: str, *, write: Callable[[str], object], counted: Callable[[], object]
+) -> int:
+    """Write the header and every counter of the store, calling `counted` after each; count them."""
+    store = await open_store(url, wait_limit=WAIT_LIMIT)
+    try:
+        write(backup.format_header() + "\n")
+        count = 0
+        async for record in store.export():
+            write(backup.format_record(record) + "\n")
+            count += 1
+            counted()
+        return count
+    finally:
+        await store.close()
+
+
+async def import_counters(url: str, records: Sequence[CounterRecord]) -> None:
+    """Make every recorded counter exactly as recorded, in one atomic step."""
+    store = await open_store(url, wait_limit=WAIT_LIMIT)
+    try:
+        await store.restore(records)
+    finally:
+        await store.close()
