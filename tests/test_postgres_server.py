@@ -46,9 +46,12 @@ def timed(request: Callable[[], httpx2.Response]) -> tuple[httpx2.Response, floa
 
 
 def serving_on(database: PrivateServer) -> contextlib.AbstractContextManager[Server]:
-    return running_server(
-        "--workers", "2", "--store", database.url, "--store-timeout", str(WAIT_LIMIT)
-    )
+    """The service on `database`, with one worker.
+
+    One, because uvicorn stops the whole server when a worker fails its startup, and a second
+    worker still starting when a test stops PostgreSQL would fail to open its store.
+    """
+    return running_server("--store", database.url, "--store-timeout", str(WAIT_LIMIT))
 
 
 def test_a_visit_whose_answer_was_lost_gets_a_504_saying_it_may_be_counted(
