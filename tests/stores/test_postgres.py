@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 HOME = CounterId("site", "home")
 WAIT_LIMIT = 0.5
-SLACK = 0.2
+SLACK = 0.4
 """Seconds an answer may come after the wait limit: scheduling, not waiting."""
 
 

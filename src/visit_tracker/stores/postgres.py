@@ -11,9 +11,8 @@ Times are the server's clock, the one clock every instance shares.
 
 Durability is the server's: with its default `synchronous_commit = on` a visit is acknowledged
 only once its batch is flushed to disk. `?options=-csynchronous_commit%3Doff` in the URL trades
-that for speed (about a fifth more visits per second on one small machine): PostgreSQL then
-acknowledges before the flush, and a crash of PostgreSQL itself can lose the last fraction of a
-second of acknowledged visits.
+that for speed (no flush to wait for per batch): PostgreSQL then acknowledges before the flush,
+and a crash of PostgreSQL itself can lose the last fraction of a second of acknowledged visits.
 
 Time: no operation waits longer than `wait_limit` (connection from the pool, statement, answer).
 The server itself cancels a statement after half of it, so that a busy server or a row lock gives
@@ -21,7 +20,8 @@ a definite "not applied" before the limit. A store that just failed does not mak
 wait again for a connection: they fail at once until one is back. The pool reconnects in the
 background, so the store recovers by itself when the server returns; a pooled connection that
 the server hung up on while idle is noticed before use (no round trip) and replaced, so a
-restarted server costs no failed request.
+restarted server costs no failed request. (A visit that queues behind a batch which is itself
+waiting can wait up to twice the limit: the recorder applies one batch at a time.)
 
 What a caller is told when something fails:
 - `StoreUnavailable`: nothing was applied — no connection in time, or the server refused or
