@@ -48,6 +48,7 @@ def test_settings_survive_the_trip_through_the_environment(
         ({"port": 0}, "VISIT_TRACKER_PORT (--port): Input should be greater than or equal to 1"),
         ({"store": "mysql://db"}, "unknown store 'mysql://db'"),
         ({"store": "sqlite://relative.db"}, "bad SQLite store URL"),
+        ({"store": "postgresql://u@h/db?bogus=1"}, "bad PostgreSQL store URL: invalid URI query"),
         ({"store_timeout": 0}, "VISIT_TRACKER_STORE_TIMEOUT (--store-timeout)"),
         ({"log_level": "loud"}, "VISIT_TRACKER_LOG_LEVEL (--log-level): Input should be"),
         ({"store": "memory://", "workers": 4}, "4 workers would each count on their own"),
