@@ -14,7 +14,7 @@ from tests.server import command
 from visit_tracker.backup import LARGEST, format_header
 from visit_tracker.stores import CounterId, CounterRecord, Hit, open_store
 
-ROUND_TRIP = ["sqlite", "postgresql", "sqlite"]
+ROUND_TRIP = ["sqlite", "postgresql", "redis", "redis-cluster", "sqlite"]
 """The stores a set of counters passes through, in order: a new kind of store is one more line."""
 
 DURABLE_KINDS = ["sqlite", "postgresql"]
