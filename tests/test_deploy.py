@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -102,26 +103,65 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_serves_on_8080_with_data_in_a_named_volume() -> None:
-    """docker-compose accepts the compose file: port 8080 published, a named volume on /data."""
+def compose_config() -> dict[str, Any]:
+    """The compose file as docker-compose resolves it, every profile included."""
     compose = require_tool(
         shutil.which("docker-compose"),
         "docker-compose is not installed (Debian package docker-compose)",
     )
     result = subprocess.run(
-        [compose, "--file", str(COMPOSE_FILE), "config"],
+        [compose, "--file", str(COMPOSE_FILE), "--profile", "postgres", "config"],
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT,
+        env={key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)},
     )
     assert result.returncode == 0, result.stderr
-    config = yaml.safe_load(result.stdout)
-    (service,) = config["services"].values()
-    assert {"published": 8080, "target": 8080} in service["ports"]
-    mounts = {tuple(volume.split(":")[:2]) for volume in service["volumes"]}
-    assert ("visits", "/data") in mounts
-    assert "visits" in config["volumes"]
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+def test_compose_serves_on_8080_through_nginx_to_scalable_instances() -> None:
+    """docker-compose accepts the file: nginx publishes 8080, the api publishes nothing itself."""
+    services = compose_config()["services"]
+    assert {"published": 8080, "target": 8080} in services["nginx"]["ports"]
+    assert "ports" not in services["api"]  # so that `--scale api=3` has no port clash
+    assert services["api"]["environment"]["VISIT_TRACKER_STORE"] == "redis://redis:6379/0"
+    (config_mount,) = services["nginx"]["volumes"]
+    assert config_mount.endswith("/deploy/nginx-compose.conf:/etc/nginx/nginx.conf:ro")
+
+
+def test_compose_keeps_counts_in_named_volumes_durably() -> None:
+    """Redis fsyncs every visit to an append-only file in a named volume; PostgreSQL has one too."""
+    config = compose_config()
+    redis = config["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--appendfsync always" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert "redis-data:/data" in " ".join(redis["volumes"])
+    postgres = config["services"]["postgres"]
+    assert postgres["profiles"] == ["postgres"]
+    assert {"redis-data", "postgres-data"} <= set(config["volumes"])
+
+
+def test_the_compose_nginx_config_is_valid(tmp_path: Path) -> None:
+    """nginx -t accepts deploy/nginx-compose.conf once `api` names a host this machine knows."""
+    nginx = require_tool(shutil.which("nginx"), "nginx is not installed (Debian package nginx)")
+    config = (ROOT / "deploy" / "nginx-compose.conf").read_text()
+    assert config.count("server api:8080 ") == 1
+    assert config.count("pid /tmp/nginx.pid;") == 1
+    config = config.replace("server api:8080 ", "server 127.0.0.1:8080 ")
+    config = config.replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
+    (tmp_path / "nginx.conf").write_text(config)
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_image_runs_unprivileged_and_keeps_its_store_in_its_volume() -> None:
