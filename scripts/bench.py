@@ -86,6 +86,8 @@ CONFIGURATIONS = [
     visit_tracker("sqlite:///{dir}/visits.db", 1),
     visit_tracker("sqlite:///{dir}/visits.db", 2),
     visit_tracker("memory://", 1),
+    visit_tracker("redis://127.0.0.1:6379/0?prefix=bench-{port}", 2),
+    visit_tracker("postgresql://postgres@127.0.0.1:5432/test", 2),
     DEMO,
 ]
 """What `make bench` measures, in table order; a new store is one more `visit_tracker(...)`."""

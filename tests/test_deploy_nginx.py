@@ -24,7 +24,7 @@ ROOT = Path(__file__).parent.parent
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 VISITS = 5000
 START_TIMEOUT = 15.0
-SHARED_STORES = ["redis", "redis-cluster"]
+SHARED_STORES = ["redis", "redis-cluster", "postgresql"]
 
 
 def substitute(
