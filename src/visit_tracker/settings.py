@@ -57,7 +57,8 @@ class Settings(BaseSettings):
         if self.workers > 1 and not store_is_shared(self.store):
             raise ValueError(
                 f"store {self.store} keeps counts inside one process, so {self.workers} workers "
-                "would each count on their own; use a shared store (sqlite, redis, postgresql) or one worker"
+                "would each count on their own; use a shared store (sqlite, redis, postgresql) "
+                "or one worker"
             )
         return self
 
