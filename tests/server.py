@@ -48,9 +48,20 @@ def command(*arguments: str) -> list[str]:
 def running_server(*arguments: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
     """Serve on a free loopback port until ready; kill whatever is left on exit."""
     port = free_port()
-    process = subprocess.Popen(
+    with serving(
         command("serve", "--host", "127.0.0.1", "--port", str(port), *arguments),
         env={**os.environ, "VISIT_TRACKER_LOG_LEVEL": "warning", **(env or {})},
+        port=port,
+    ) as server:
+        yield server
+
+
+@contextmanager
+def serving(arguments: list[str], *, env: Mapping[str, str], port: int) -> Iterator[Server]:
+    """Run a server command until /readyz answers on the port; kill whatever is left after."""
+    process = subprocess.Popen(
+        arguments,
+        env=env,
         start_new_session=True,  # its own process group, so kill_all reaches the workers
     )
     server = Server(process, f"http://127.0.0.1:{port}")

@@ -11,8 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import httpx2
 import pytest
 import yaml
 
-from tests.server import Server, free_port, wait_until_ready
+from tests.server import free_port, serving
 from tests.tools import require_tool
 from visit_tracker.settings import ENV_PREFIX
 
@@ -75,19 +73,6 @@ def in_venv(command: list[str]) -> list[str]:
 
 def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=10, check=False)
-
-
-@contextmanager
-def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[Server]:
-    """Run the command until /readyz answers; kill whatever is left on the way out."""
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    server = Server(process, f"http://127.0.0.1:{port}")
-    try:
-        wait_until_ready(server)
-        yield server
-    finally:
-        if process.poll() is None:
-            server.kill_all()
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -194,7 +179,7 @@ def test_image_command_counts_passes_its_healthcheck_and_stops_cleanly(
         "VISIT_TRACKER_STORE": image["VISIT_TRACKER_STORE"].replace("/data/", f"{tmp_path}/", 1),
     }
 
-    with serving(in_venv(command), env, port) as server:
+    with serving(in_venv(command), env=env, port=port) as server:
         response = httpx2.post(f"{server.url}/visit")
         assert response.status_code == 200, response.text
         assert response.json() == {"visits": 1}
