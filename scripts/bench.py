@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import socket
 import sqlite3
@@ -21,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -62,6 +63,12 @@ class Configuration:
 
     name: str
     command: tuple[str, ...]
+    services: tuple[str, ...] = ()
+    """Names of the processes of the store's own server, whose CPU is part of the run."""
+
+
+SERVICES = {"redis": ("redis-server",), "postgresql": ("postgres",)}
+"""The server processes behind each kind of store that runs as a service."""
 
 
 def visit_tracker(store: str, workers: int) -> Configuration:
@@ -70,7 +77,7 @@ def visit_tracker(store: str, workers: int) -> Configuration:
     name = f"visit-tracker, {kind}, {workers} worker{'s' if workers > 1 else ''}"
     command = ("visit-tracker", "serve", "--host", HOST, "--port", "{port}")
     options = ("--workers", str(workers), "--store", store, "--log-level", "warning")
-    return Configuration(name, (*command, *options))
+    return Configuration(name, (*command, *options), SERVICES.get(kind, ()))
 
 
 DEMO = Configuration(
@@ -105,6 +112,8 @@ class Measurement:
     non_2xx: int
     rss_mib: list[float]
     count_moved: int
+    other_cores: float
+    """Cores used during the run by processes other than the server, its store, wrk and us."""
 
     @property
     def rate(self) -> float:
@@ -224,6 +233,38 @@ def worker_processes(server: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return workers or [parent]
 
 
+@dataclass(frozen=True)
+class CpuClock:
+    """CPU seconds used so far by the whole machine and by the processes of this benchmark."""
+
+    wall: float
+    machine: float
+    ours: float
+
+    @classmethod
+    def read(cls, server: psutil.Process, services: tuple[str, ...]) -> "CpuClock":
+        times = psutil.cpu_times()
+        machine = sum(getattr(times, name, 0.0) for name in BUSY_FIELDS)
+        store = [p for p in psutil.process_iter(["name"]) if p.info["name"] in services]
+        server_cpu = 0.0
+        for process in [server, *server.children(recursive=True), *store]:
+            with suppress(psutil.NoSuchProcess):
+                process_times = process.cpu_times()
+                server_cpu += process_times.user + process_times.system
+        finished = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
+        wrk_cpu = finished.ru_utime + finished.ru_stime
+        return cls(time.monotonic(), machine, server_cpu + wrk_cpu + time.process_time())
+
+    def others_since(self, start: "CpuClock") -> float:
+        """Cores used by anything else between `start` and now."""
+        other = (self.machine - start.machine) - (self.ours - start.ours)
+        return max(other, 0.0) / (self.wall - start.wall)
+
+
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
+"""The /proc/stat times in which a core did work (steal: another virtual machine's work)."""
+
+
 class RssSampler(threading.Thread):
     """Records the largest resident set of each worker while a load runs."""
 
@@ -278,15 +319,19 @@ def measure(configuration: Configuration, duration: int) -> list[Measurement]:
         directory = Path(temporary)
         with serving(configuration, directory) as (base, server):
             workers = worker_processes(server)
+            server_process = psutil.Process(server.pid)
             for method, path in ENDPOINTS:
                 print(f"  {method} {path} ...", flush=True)
                 before = settled_total_visits(base)
                 sampler = RssSampler(workers)
                 sampler.start()
+                cpu_before = CpuClock.read(server_process, configuration.services)
                 try:
                     wrk = run_wrk(base + path, method, duration, directory)
                 finally:
                     rss = sampler.stop()
+                cpu_after = CpuClock.read(server_process, configuration.services)
+                other_cores = cpu_after.others_since(cpu_before)
                 after = settled_total_visits(base)
                 socket_errors = sum(int(wrk[k]) for k in ("connect", "read", "write", "timeout"))
                 measurements.append(
@@ -301,6 +346,7 @@ def measure(configuration: Configuration, duration: int) -> list[Measurement]:
                         non_2xx=int(wrk["status"]),
                         rss_mib=rss,
                         count_moved=after - before,
+                        other_cores=other_cores,
                     )
                 )
     return measurements
@@ -377,15 +423,15 @@ def results_table(measurements: list[Measurement]) -> list[str]:
     baseline = {m.endpoint: m.rate for m in measurements if m.configuration == DEMO.name}
     lines = [
         "| configuration | endpoint | req/s | vs demo | p50 | p99 | errors | RSS per worker "
-        "| exact? |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| exact? | other load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for m in measurements:
         ratio = f"{m.rate / baseline[m.endpoint]:.2f}x" if m.endpoint in baseline else "-"
         lines.append(
             f"| {m.configuration} | `{m.endpoint}` | {m.rate:,.0f} | {ratio} "
             f"| {m.p50_ms:.2f} ms | {m.p99_ms:.2f} ms | {errors_text(m)} "
-            f"| {rss_text(m.rss_mib)} | {m.exactness()} |"
+            f"| {rss_text(m.rss_mib)} | {m.exactness()} | {m.other_cores:.2f} cores |"
         )
     return lines
 
@@ -452,6 +498,10 @@ def write_report(
         "  before must equal wrk's successful requests plus those still in flight when wrk",
         f"  stopped (at most one per connection, {CONNECTIONS}); for `GET /stats` the count must",
         "  not move.",
+        "- **other load**: CPU that processes other than the server (and its Redis or",
+        "  PostgreSQL server), wrk and this script used during the run, in cores (busy time from",
+        "  /proc/stat, less theirs). Anything well above zero competed with the measurement:",
+        "  rerun on a quiet machine.",
         "",
         "![Requests per second by configuration and endpoint](benchmarks.png)",
         "",
