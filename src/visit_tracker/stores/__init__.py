@@ -4,11 +4,8 @@
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from visit_tracker.stores import postgres
 from visit_tracker.stores.base import DEFAULT_COUNTER, CounterId, CounterRecord, Hit, Store
 from visit_tracker.stores.memory import MemoryStore
-from visit_tracker.stores.redis import SCHEMES as REDIS_SCHEMES
-from visit_tracker.stores.redis import RedisStore, parse_redis_url
 from visit_tracker.stores.sqlite import SqliteStore
 
 __all__ = [
@@ -21,7 +18,12 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMES = ("memory", "sqlite", *REDIS_SCHEMES, *postgres.SCHEMES)
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+SCHEMES = ("memory", "sqlite", *REDIS_SCHEMES, *POSTGRES_SCHEMES)
+
+# The Redis and PostgreSQL modules are imported only for their own URLs: their drivers cost each
+# worker process about 10 MiB, which a server on SQLite should not pay.
 
 
 def check_store_url(url: str) -> str:
@@ -36,9 +38,13 @@ def check_store_url(url: str) -> str:
             "or sqlite:////absolute/path.db"
         )
     if parts.scheme in REDIS_SCHEMES:
+        from visit_tracker.stores.redis import parse_redis_url  # noqa: PLC0415
+
         parse_redis_url(url)
-    if parts.scheme in postgres.SCHEMES:
-        postgres.check_url(url)
+    if parts.scheme in POSTGRES_SCHEMES:
+        from visit_tracker.stores.postgres import check_url  # noqa: PLC0415
+
+        check_url(url)
     return url
 
 
@@ -57,7 +63,11 @@ async def open_store(url: str, *, wait_limit: float) -> Store:
     if parts.scheme == "memory":
         return MemoryStore()
     if parts.scheme in REDIS_SCHEMES:
+        from visit_tracker.stores.redis import RedisStore  # noqa: PLC0415
+
         return await RedisStore.open(url, wait_limit=wait_limit)
-    if parts.scheme in postgres.SCHEMES:
-        return await postgres.PostgresStore.open(url, wait_limit=wait_limit)
+    if parts.scheme in POSTGRES_SCHEMES:
+        from visit_tracker.stores.postgres import PostgresStore  # noqa: PLC0415
+
+        return await PostgresStore.open(url, wait_limit=wait_limit)
     return await SqliteStore.open(Path(parts.path[1:]), busy_timeout=wait_limit)

@@ -59,7 +59,6 @@ from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits
 
 T = TypeVar("T")
 
-SCHEMES = ("postgresql", "postgres")
 Connection = psycopg.AsyncConnection[TupleRow]
 
 SCHEMA_VERSION = 1

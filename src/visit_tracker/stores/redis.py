@@ -54,7 +54,6 @@ from visit_tracker.stores._redis_wire import (
 )
 from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits, tally
 
-SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 DEFAULT_PREFIX = "visit-tracker"
 PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 """No glob characters: the prefix is also a SCAN pattern."""
