@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from visit_tracker.reads import SharedReads
 from visit_tracker.recorder import Recorder
 from visit_tracker.settings import Settings
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId, Hit, Store, open_store
@@ -19,6 +20,7 @@ class Tracker:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._recorder = Recorder(store)
+        self._reads = SharedReads(store.value)
         self._started = time.monotonic()
 
     @classmethod
@@ -38,8 +40,8 @@ class Tracker:
         return await self._recorder.hit(Hit(counter))
 
     async def total(self, counter: CounterId = DEFAULT_COUNTER) -> int:
-        """The counter's committed value."""
-        return await self._store.value(counter)
+        """The counter's committed value, every visit acknowledged before this call included."""
+        return await self._reads.value(counter)
 
     def uptime(self) -> float:
         """Seconds since this process started serving."""
