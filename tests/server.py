@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import httpx2
 
@@ -45,12 +46,18 @@ def command(*arguments: str) -> list[str]:
 
 
 @contextmanager
-def running_server(*arguments: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """Serve on a free loopback port until ready; kill whatever is left on exit."""
+def running_server(
+    *arguments: str, env: Mapping[str, str] | None = None, stderr: IO[bytes] | None = None
+) -> Iterator[Server]:
+    """Serve on a free loopback port until ready; kill whatever is left on exit.
+
+    The server's log goes to `stderr` when given, else to the test's own stderr.
+    """
     port = free_port()
     process = subprocess.Popen(
         command("serve", "--host", "127.0.0.1", "--port", str(port), *arguments),
         env={**os.environ, "VISIT_TRACKER_LOG_LEVEL": "warning", **(env or {})},
+        stderr=stderr,
         start_new_session=True,  # its own process group, so kill_all reaches the workers
     )
     server = Server(process, f"http://127.0.0.1:{port}")

@@ -8,6 +8,7 @@ import typer
 import uvicorn
 
 from visit_tracker.errors import VisitTrackerError
+from visit_tracker.logs import LogFormat, logging_config
 from visit_tracker.settings import ENV_PREFIX, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
 
@@ -48,6 +49,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help=describe("workers"))] = None,
     store: Annotated[str | None, typer.Option(help=describe("store"))] = None,
     log_level: Annotated[LogLevel | None, typer.Option(help=describe("log_level"))] = None,
+    log_format: Annotated[LogFormat | None, typer.Option(help=describe("log_format"))] = None,
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help=describe("access_log"))
     ] = None,
@@ -61,6 +63,7 @@ def serve(
         "workers": workers,
         "store": store,
         "log_level": log_level,
+        "log_format": log_format,
         "access_log": access_log,
         "store_timeout": store_timeout,
         "shutdown_timeout": shutdown_timeout,
@@ -80,8 +83,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        log_config=logging_config(level=settings.log_level, log_format=settings.log_format),
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        access_log=False,  # the application logs requests itself, without client addresses
         timeout_graceful_shutdown=settings.shutdown_timeout,
         lifespan="on",
         proxy_headers=False,

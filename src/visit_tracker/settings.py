@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visit_tracker.errors import ConfigError
+from visit_tracker.logs import LogFormat
 from visit_tracker.stores import check_store_url
 from visit_tracker.stores import is_shared as store_is_shared
 
@@ -36,7 +37,12 @@ class Settings(BaseSettings):
         2.0, gt=0, le=60, description="Seconds a request waits on a busy store before a 503."
     )
     log_level: LogLevel = Field("info", description="Least severe log level written.")
-    access_log: bool = Field(False, description="Log one line per request.")
+    log_format: LogFormat = Field(
+        "auto", description="Log lines as json, as console text, or auto: console on a terminal."
+    )
+    access_log: bool = Field(
+        False, description="Log one line per request: id, method, path, status, duration."
+    )
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
     )
