@@ -1,5 +1,6 @@
 """`create_app`: builds the ASGI application; the store opens and closes with its lifespan."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -10,29 +11,41 @@ from starlette.types import ASGIApp
 from visit_tracker import __version__
 from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.fast_path import FastPath
-from visit_tracker.api.request_log import RequestLog
+from visit_tracker.api.observer import RequestObserver
 from visit_tracker.logs import access_log
+from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings
 
 
 class State(TypedDict):
     tracker: Tracker
+    metrics: Metrics
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """The application for these settings (read from the environment when not given).
 
     The hottest routes are answered in front of the framework (see `FastPath`); the framework
-    serves, validates and documents everything, those routes included. `RequestLog`, outermost,
-    gives every response a request id and logs requests when the access log is on.
+    serves, validates and documents everything, those routes included. `RequestObserver`,
+    outermost, gives every response a request id, counts and times every request for the
+    metrics, and logs requests when the access log is on.
     """
     settings = settings or Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        async with Tracker.running(settings) as tracker:
-            yield {"tracker": tracker}
+        try:
+            async with Tracker.running(settings, metrics=metrics) as tracker:
+                # What exists once started (modules, the app, its routes) lives as long as the
+                # process: spare it the garbage collector's full passes, which otherwise scan it
+                # all every few thousand requests and stall every connection meanwhile.
+                gc.collect()
+                gc.freeze()
+                yield {"tracker": tracker, "metrics": metrics}
+        finally:
+            metrics.close()
 
     app = FastAPI(
         title="visit-tracker",
@@ -47,4 +60,4 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     # Request lines are at level info, so a less verbose level turns them off as well.
     log_requests = settings.access_log and settings.log_level in {"info", "debug"}
     log = access_log(settings.log_format) if log_requests else None
-    return RequestLog(FastPath(app), access_log=log)
+    return RequestObserver(FastPath(app), metrics=metrics, access_log=log)

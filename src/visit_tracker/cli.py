@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import tempfile
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,10 @@ from visit_tracker.errors import VisitTrackerError
 from visit_tracker.logs import LogFormat, logging_config
 from visit_tracker.settings import ENV_PREFIX, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
+
+METRICS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's multiprocess directory (see metrics.py, not imported here: prometheus-client
+reads the variable once, when it is first imported)."""
 
 cli = typer.Typer(
     help="A self-hosted visit counter. Settings also come from VISIT_TRACKER_* variables.",
@@ -77,6 +82,14 @@ def serve(
         raise fail(error) from None
     # Worker processes build their app from the environment: hand them exactly these settings.
     os.environ.update(settings.as_environment())
+    # Every process writes its metrics there; each start begins from zero, as Prometheus
+    # expects of a restarted target. Set before the app, and so prometheus-client, is imported.
+    with tempfile.TemporaryDirectory(prefix="visit-tracker-metrics-") as metrics_directory:
+        os.environ[METRICS_DIRECTORY] = metrics_directory
+        run(settings)
+
+
+def run(settings: Settings) -> None:
     uvicorn.run(
         "visit_tracker.app:create_app",
         factory=True,

@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from visit_tracker.errors import StoreError, StoreOutcomeUnknown
+from visit_tracker.metrics import Metrics
 from visit_tracker.recorder import Recorder
 from visit_tracker.settings import Settings
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId, Hit, Store, open_store
@@ -16,17 +18,18 @@ from visit_tracker.stores import DEFAULT_COUNTER, CounterId, Hit, Store, open_st
 class Tracker:
     """Counts visits and reports on them."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, metrics: Metrics) -> None:
         self._store = store
-        self._recorder = Recorder(store)
+        self._metrics = metrics
+        self._recorder = Recorder(store, metrics=metrics)
         self._started = time.monotonic()
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, settings: Settings) -> AsyncIterator["Tracker"]:
+    async def running(cls, settings: Settings, *, metrics: Metrics) -> AsyncIterator["Tracker"]:
         """Open the configured store; on exit, commit what is pending, then close the store."""
         store = await open_store(settings.store, wait_limit=settings.store_timeout)
-        tracker = cls(store)
+        tracker = cls(store, metrics=metrics)
         try:
             yield tracker
         finally:
@@ -39,7 +42,11 @@ class Tracker:
 
     async def total(self, counter: CounterId = DEFAULT_COUNTER) -> int:
         """The counter's committed value."""
-        return await self._store.value(counter)
+        try:
+            return await self._store.value(counter)
+        except (StoreError, StoreOutcomeUnknown) as error:
+            self._metrics.store_failed(error)
+            raise
 
     def uptime(self) -> float:
         """Seconds since this process started serving."""
@@ -47,4 +54,8 @@ class Tracker:
 
     async def check_ready(self) -> None:
         """Raise `StoreError` unless the store answers."""
-        await self._store.ping()
+        try:
+            await self._store.ping()
+        except StoreError as error:
+            self._metrics.store_failed(error)
+            raise
