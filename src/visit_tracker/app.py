@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 from visit_tracker import __version__
 from visit_tracker.api import counters, errors, ops, visits
+from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.fast_path import FastPath
 from visit_tracker.api.observer import RequestObserver
 from visit_tracker.logs import access_log
@@ -33,6 +34,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """
     settings = settings or Settings()
     metrics = Metrics()
+    # Request lines are at level info, so a less verbose level turns them off as well.
+    log_requests = settings.access_log and settings.log_level in {"info", "debug"}
+    log = access_log(settings.log_format) if log_requests else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -46,6 +50,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 yield {"tracker": tracker, "metrics": metrics}
         finally:
             metrics.close()
+            if log is not None:
+                log.flush()
 
     app = FastAPI(
         title="visit-tracker",
@@ -57,7 +63,5 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(counters.router)
     app.include_router(ops.router)
     errors.install(app)
-    # Request lines are at level info, so a less verbose level turns them off as well.
-    log_requests = settings.access_log and settings.log_level in {"info", "debug"}
-    log = access_log(settings.log_format) if log_requests else None
-    return RequestObserver(FastPath(app), metrics=metrics, access_log=log)
+    framework = BodyLimit(app, max_bytes=settings.max_body_size)
+    return RequestObserver(FastPath(framework), metrics=metrics, access_log=log)

@@ -59,6 +59,12 @@ def serve(
         bool | None, typer.Option("--access-log/--no-access-log", help=describe("access_log"))
     ] = None,
     store_timeout: Annotated[float | None, typer.Option(help=describe("store_timeout"))] = None,
+    max_body_size: Annotated[int | None, typer.Option(help=describe("max_body_size"))] = None,
+    request_timeout: Annotated[float | None, typer.Option(help=describe("request_timeout"))] = None,
+    keep_alive_timeout: Annotated[
+        int | None, typer.Option(help=describe("keep_alive_timeout"))
+    ] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help=describe("max_concurrency"))] = None,
     shutdown_timeout: Annotated[int | None, typer.Option(help=describe("shutdown_timeout"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
@@ -71,6 +77,10 @@ def serve(
         "log_format": log_format,
         "access_log": access_log,
         "store_timeout": store_timeout,
+        "max_body_size": max_body_size,
+        "request_timeout": request_timeout,
+        "keep_alive_timeout": keep_alive_timeout,
+        "max_concurrency": max_concurrency,
         "shutdown_timeout": shutdown_timeout,
     }
     try:
@@ -100,6 +110,10 @@ def run(settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,  # the application logs requests itself, without client addresses
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_concurrency,
+        # uvicorn's httptools protocol, plus a deadline for each request to arrive.
+        http="visit_tracker.http_protocol:DeadlineHttpToolsProtocol",
         lifespan="on",
         proxy_headers=False,
         server_header=False,

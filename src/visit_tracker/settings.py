@@ -43,6 +43,26 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="Log one line per request: id, method, path, status, duration."
     )
+    max_body_size: int = Field(
+        65536, ge=0, le=2**30, description="Largest request body accepted, in bytes; larger is 413."
+    )
+    request_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a whole request, from its first byte or from "
+        "opening the connection; a slower one is disconnected.",
+    )
+    keep_alive_timeout: int = Field(
+        5, ge=1, le=300, description="Seconds an idle keep-alive connection stays open."
+    )
+    max_concurrency: int = Field(
+        2048,
+        ge=1,
+        le=1_000_000,
+        description="Open connections or requests in flight per worker beyond which new requests "
+        "get 503.",
+    )
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
     )
