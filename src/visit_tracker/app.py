@@ -11,7 +11,6 @@ from starlette.types import ASGIApp
 from visit_tracker import __version__
 from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
-from visit_tracker.api.fast_path import FastPath
 from visit_tracker.api.observer import RequestObserver
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
@@ -27,7 +26,7 @@ class State(TypedDict):
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """The application for these settings (read from the environment when not given).
 
-    The hottest routes are answered in front of the framework (see `FastPath`); the framework
+    The hottest routes are answered in front of the framework (see `fast_path`); the framework
     serves, validates and documents everything, those routes included. `RequestObserver`,
     outermost, gives every response a request id, counts and times every request for the
     metrics, and logs requests when the access log is on.
@@ -64,4 +63,4 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(ops.router)
     errors.install(app)
     framework = BodyLimit(app, max_bytes=settings.max_body_size)
-    return RequestObserver(FastPath(framework), metrics=metrics, access_log=log)
+    return RequestObserver(framework, metrics=metrics, access_log=log)
