@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from visit_tracker import __version__
 from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
+from visit_tracker.api.html_headers import HtmlSecurityHeaders
 from visit_tracker.api.observer import RequestObserver
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
@@ -62,5 +63,5 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(counters.router)
     app.include_router(ops.router)
     errors.install(app)
-    framework = BodyLimit(app, max_bytes=settings.max_body_size)
+    framework = BodyLimit(HtmlSecurityHeaders(app), max_bytes=settings.max_body_size)
     return RequestObserver(framework, metrics=metrics, access_log=log)
