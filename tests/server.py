@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -51,22 +52,30 @@ def running_server(
 ) -> Iterator[Server]:
     """Serve on a free loopback port until ready; kill whatever is left on exit.
 
-    The server's log goes to `stderr` when given, else to the test's own stderr.
+    The server's log goes to `stderr` when given, else to the test's own stderr. Its temporary
+    files (its metrics directory) go to a directory of its own, removed afterwards even when the
+    server was killed and could not remove them itself.
     """
     port = free_port()
-    process = subprocess.Popen(
-        command("serve", "--host", "127.0.0.1", "--port", str(port), *arguments),
-        env={**os.environ, "VISIT_TRACKER_LOG_LEVEL": "warning", **(env or {})},
-        stderr=stderr,
-        start_new_session=True,  # its own process group, so kill_all reaches the workers
-    )
-    server = Server(process, f"http://127.0.0.1:{port}")
-    try:
-        wait_until_ready(server)
-        yield server
-    finally:
-        if process.poll() is None:
-            server.kill_all()
+    with tempfile.TemporaryDirectory(prefix="visit-tracker-test-") as server_tmp:
+        process = subprocess.Popen(
+            command("serve", "--host", "127.0.0.1", "--port", str(port), *arguments),
+            env={
+                **os.environ,
+                "VISIT_TRACKER_LOG_LEVEL": "warning",
+                "TMPDIR": server_tmp,
+                **(env or {}),
+            },
+            stderr=stderr,
+            start_new_session=True,  # its own process group, so kill_all reaches the workers
+        )
+        server = Server(process, f"http://127.0.0.1:{port}")
+        try:
+            wait_until_ready(server)
+            yield server
+        finally:
+            if process.poll() is None:
+                server.kill_all()
 
 
 def wait_until_ready(server: Server) -> None:

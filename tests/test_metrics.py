@@ -38,11 +38,17 @@ def value(found: Samples, name: str, **labels: str) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
 
 
-def worker_environment(pid: int) -> dict[str, str]:
-    """The environment a server's first worker process started with, as the kernel shows it."""
-    worker = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
-    entries = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
-    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
+def metrics_directory(pid: int) -> Path:
+    """The metrics directory of a server: where its processes map their metrics files."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    mapped = {
+        Path(line.split()[-1]).parent
+        for process in [pid, *map(int, children)]
+        for line in Path(f"/proc/{process}/maps").read_text().splitlines()
+        if "/visit-tracker-metrics-" in line
+    }
+    (directory,) = mapped
+    return directory
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -78,16 +84,21 @@ def test_every_scrape_counts_every_visit_of_every_worker(tmp_path: Path, workers
             assert value(found, "visit_tracker_store_apply_seconds_count") == batches
 
 
-def test_each_start_gets_a_fresh_metrics_directory_removed_at_exit(tmp_path: Path) -> None:
-    """The server's metrics directory exists and holds its workers' files while it runs, and is
-    gone once it has stopped."""
-    with running_server("--workers", "2", "--store", f"sqlite:///{tmp_path}/v.db") as server:
-        directory = Path(worker_environment(server.process.pid)["PROMETHEUS_MULTIPROC_DIR"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_start_gets_a_fresh_metrics_directory_removed_at_exit(
+    tmp_path: Path, workers: int
+) -> None:
+    """The server's metrics directory exists and holds its files while it runs, and is gone
+    once SIGTERM has stopped it, with one worker process or several."""
+    with running_server(
+        "--workers", str(workers), "--store", f"sqlite:///{tmp_path}/v.db"
+    ) as server:
+        directory = metrics_directory(server.process.pid)
         httpx2.post(f"{server.url}/visit")
         assert list(directory.glob("*.db"))
         server.signal(signal.SIGTERM)
         assert server.wait() in CLEAN_EXIT
-    assert not directory.exists()
+        assert not directory.exists()
 
 
 def test_routes_are_labelled_by_template_and_store_errors_by_kind(tmp_path: Path) -> None:

@@ -49,7 +49,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 gc.freeze()
                 yield {"tracker": tracker, "metrics": metrics}
         finally:
-            metrics.close()
+            # One worker is the serving process itself, which uvicorn ends by re-raising the
+            # signal that stopped it: the CLI cannot clean up after that, so the worker does.
+            metrics.close(last_process=settings.workers == 1)
             if log is not None:
                 log.flush()
 

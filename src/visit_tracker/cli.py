@@ -94,7 +94,9 @@ def serve(
     os.environ.update(settings.as_environment())
     # Every process writes its metrics there; each start begins from zero, as Prometheus
     # expects of a restarted target. Set before the app, and so prometheus-client, is imported.
-    with tempfile.TemporaryDirectory(prefix="visit-tracker-metrics-") as metrics_directory:
+    with tempfile.TemporaryDirectory(
+        prefix="visit-tracker-metrics-", ignore_cleanup_errors=True
+    ) as metrics_directory:
         os.environ[METRICS_DIRECTORY] = metrics_directory
         run(settings)
 
