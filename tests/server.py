@@ -5,10 +5,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import httpx2
 
@@ -45,23 +47,37 @@ def command(*arguments: str) -> list[str]:
 
 
 @contextmanager
-def running_server(*arguments: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """Serve on a free loopback port until ready; kill whatever is left on exit."""
+def running_server(
+    *arguments: str, env: Mapping[str, str] | None = None, stderr: IO[bytes] | None = None
+) -> Iterator[Server]:
+    """Serve on a free loopback port until ready; kill whatever is left on exit.
+
+    The server's log goes to `stderr` when given, else to the test's own stderr. Its temporary
+    files (its metrics directory) go to a directory of its own, removed afterwards even when the
+    server was killed and could not remove them itself.
+    """
     port = free_port()
-    with serving(
-        command("serve", "--host", "127.0.0.1", "--port", str(port), *arguments),
-        env={**os.environ, "VISIT_TRACKER_LOG_LEVEL": "warning", **(env or {})},
-        port=port,
-    ) as server:
-        yield server
+    with tempfile.TemporaryDirectory(prefix="visit-tracker-test-") as server_tmp:
+        env = {
+            **os.environ,
+            "VISIT_TRACKER_LOG_LEVEL": "warning",
+            "TMPDIR": server_tmp,
+            **(env or {}),
+        }
+        arguments = ("--host", "127.0.0.1", "--port", str(port), *arguments)
+        with serving(command("serve", *arguments), env=env, port=port, stderr=stderr) as server:
+            yield server
 
 
 @contextmanager
-def serving(arguments: list[str], *, env: Mapping[str, str], port: int) -> Iterator[Server]:
+def serving(
+    arguments: list[str], *, env: Mapping[str, str], port: int, stderr: IO[bytes] | None = None
+) -> Iterator[Server]:
     """Run a server command until /readyz answers on the port; kill whatever is left after."""
     process = subprocess.Popen(
         arguments,
         env=env,
+        stderr=stderr,
         start_new_session=True,  # its own process group, so kill_all reaches the workers
     )
     server = Server(process, f"http://127.0.0.1:{port}")

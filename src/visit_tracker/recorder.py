@@ -6,17 +6,20 @@ and a Python process keeps up with its HTTP layer.
 """
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 from visit_tracker.errors import ShuttingDown
+from visit_tracker.metrics import Metrics
 from visit_tracker.stores import Hit, Store
 
 
 class Recorder:
     """Queues hits and applies them to the store in batches, one batch at a time."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, metrics: Metrics) -> None:
         self._store = store
+        self._metrics = metrics
         self._pending: list[tuple[Hit, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
@@ -47,13 +50,16 @@ class Recorder:
             self._flusher = None
 
     async def _apply(self, batch: Sequence[tuple[Hit, asyncio.Future[int]]]) -> None:
+        started = time.perf_counter()
         try:
             values = await self._store.apply([hit for hit, _ in batch])
         except Exception as error:  # every waiter learns why its visit was not counted
+            self._metrics.batch_failed(error, seconds=time.perf_counter() - started)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        self._metrics.batch_committed(size=len(batch), seconds=time.perf_counter() - started)
         for (_, future), value in zip(batch, values, strict=True):
             if not future.done():  # a client that went away still got counted
                 future.set_result(value)

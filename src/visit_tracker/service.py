@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from visit_tracker.errors import StoreError, StoreOutcomeUnknown
+from visit_tracker.metrics import Metrics
 from visit_tracker.reads import SharedReads
 from visit_tracker.recorder import Recorder
 from visit_tracker.settings import Settings
@@ -17,18 +19,19 @@ from visit_tracker.stores import DEFAULT_COUNTER, CounterId, Hit, Store, open_st
 class Tracker:
     """Counts visits and reports on them."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, metrics: Metrics) -> None:
         self._store = store
-        self._recorder = Recorder(store)
-        self._reads = SharedReads(store.value)
+        self._metrics = metrics
+        self._recorder = Recorder(store, metrics=metrics)
+        self._reads = SharedReads(self._read)
         self._started = time.monotonic()
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, settings: Settings) -> AsyncIterator["Tracker"]:
+    async def running(cls, settings: Settings, *, metrics: Metrics) -> AsyncIterator["Tracker"]:
         """Open the configured store; on exit, commit what is pending, then close the store."""
         store = await open_store(settings.store, wait_limit=settings.store_timeout)
-        tracker = cls(store)
+        tracker = cls(store, metrics=metrics)
         try:
             yield tracker
         finally:
@@ -43,10 +46,22 @@ class Tracker:
         """The counter's committed value, every visit acknowledged before this call included."""
         return await self._reads.value(counter)
 
+    async def _read(self, counter: CounterId) -> int:
+        """One store read, shared by the callers waiting for it; its failure counted once."""
+        try:
+            return await self._store.value(counter)
+        except (StoreError, StoreOutcomeUnknown) as error:
+            self._metrics.store_failed(error)
+            raise
+
     def uptime(self) -> float:
         """Seconds since this process started serving."""
         return time.monotonic() - self._started
 
     async def check_ready(self) -> None:
         """Raise `StoreError` unless the store answers."""
-        await self._store.ping()
+        try:
+            await self._store.ping()
+        except StoreError as error:
+            self._metrics.store_failed(error)
+            raise

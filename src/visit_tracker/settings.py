@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visit_tracker.errors import ConfigError
+from visit_tracker.logs import LogFormat
 from visit_tracker.stores import check_store_url
 from visit_tracker.stores import is_shared as store_is_shared
 
@@ -37,7 +38,32 @@ class Settings(BaseSettings):
         2.0, gt=0, le=60, description="Seconds a request waits on a busy store before a 503."
     )
     log_level: LogLevel = Field("info", description="Least severe log level written.")
-    access_log: bool = Field(False, description="Log one line per request.")
+    log_format: LogFormat = Field(
+        "auto", description="Log lines as json, as console text, or auto: console on a terminal."
+    )
+    access_log: bool = Field(
+        False, description="Log one line per request: id, method, path, status, duration."
+    )
+    max_body_size: int = Field(
+        65536, ge=0, le=2**30, description="Largest request body accepted, in bytes; larger is 413."
+    )
+    request_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a whole request, from its first byte or from "
+        "opening the connection; a slower one is disconnected.",
+    )
+    keep_alive_timeout: int = Field(
+        5, ge=1, le=300, description="Seconds an idle keep-alive connection stays open."
+    )
+    max_concurrency: int = Field(
+        2048,
+        ge=1,
+        le=1_000_000,
+        description="Open connections or requests in flight per worker beyond which new requests "
+        "get 503.",
+    )
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
     )

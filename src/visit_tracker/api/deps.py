@@ -1,9 +1,11 @@
-"""What routes receive by dependency injection: the `Tracker` the lifespan opened."""
+"""What routes receive by dependency injection: the `Tracker` the lifespan opened, and this
+process's `Metrics`."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
 
 
@@ -13,3 +15,11 @@ def get_tracker(request: Request) -> Tracker:
 
 
 TrackerDep = Annotated[Tracker, Depends(get_tracker)]
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -2,10 +2,10 @@
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.deps import MetricsDep, TrackerDep
 from visit_tracker.api.schemas import STORE_UNAVAILABLE
 
 router = APIRouter(tags=["operations"])
@@ -26,3 +26,14 @@ async def readyz(tracker: TrackerDep) -> Status:
     """The store answers; a load balancer may send visits here."""
     await tracker.check_ready()
     return Status()
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+)
+async def metrics(metrics: MetricsDep) -> Response:
+    """Every worker process's metrics in the Prometheus text format, whichever one answers."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,162 @@
+"""Prometheus metrics, correct across worker processes.
+
+    visit_tracker_http_requests_total{route,method,status}  counter   requests answered
+    visit_tracker_http_request_duration_seconds{route}      histogram time to answer
+    visit_tracker_visits_total                              counter   hits the store committed
+    visit_tracker_batch_size                                histogram hits per group commit
+    visit_tracker_store_apply_seconds                       histogram time of one group commit
+    visit_tracker_store_errors_total{kind}                  counter   failed store operations
+
+`route` is the route's template (`/v1/counters/{namespace}/{key}/hits`), or `unmatched`: never
+the raw path, which a client could vary without end.
+
+With `PROMETHEUS_MULTIPROC_DIR` set (`visit-tracker serve` makes a fresh one at every start),
+every process writes its values to files there and whichever answers `/metrics` reads them all.
+Without it (one process, tests), values stay in memory.
+
+Per-request figures are tallied in plain Python and handed to prometheus-client once per
+event-loop iteration: each of its multiprocess values takes a lock and writes a memory-mapped
+file on every change, which per request would cost more than counting the visit itself.
+"""
+
+import asyncio
+import os
+import shutil
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from math import inf
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods kept as labels; any other is `other`, so that clients cannot add series at will."""
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, inf)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, inf)
+APPLY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2, inf)
+
+
+@dataclass(slots=True)
+class _LatencyTally:
+    """Observations not yet handed over: how many fell in each bucket, and their sum."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    total: float = 0.0
+
+
+class Metrics:
+    """This process's metrics, and the exposition `/metrics` answers."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "visit_tracker_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "visit_tracker_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.visits = Counter(
+            "visit_tracker_visits",
+            "Hits the store committed, on every counter: each is an acknowledged visit.",
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "visit_tracker_batch_size",
+            "Hits applied by one group commit.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.apply_seconds = Histogram(
+            "visit_tracker_store_apply_seconds",
+            "Time of one group commit (Store.apply), failed ones included.",
+            buckets=APPLY_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "visit_tracker_store_errors",
+            "Store operations that failed, by kind of error.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._latencies: dict[str, _LatencyTally] = {}
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Note one answered request; it reaches the exposition at the end of this iteration.
+
+        Positional parameters: this runs for every request, and keywords cost a little more.
+        """
+        if not self._requests:
+            asyncio.get_running_loop().call_soon(self.flush)
+        key = (route, method if method in METHODS else "other", status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        tally = self._latencies.get(route)
+        if tally is None:
+            tally = self._latencies[route] = _LatencyTally()
+        tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally.total += seconds
+
+    def flush(self) -> None:
+        """Hand the requests noted so far to prometheus-client."""
+        requests, self._requests = self._requests, {}
+        latencies, self._latencies = self._latencies, {}
+        for (route, method, status), count in requests.items():
+            self.requests.labels(route, method, str(status)).inc(count)
+        for route, tally in latencies.items():
+            histogram = self.latency.labels(route)
+            # Histogram.observe takes one value; these are its own per-bucket values, which
+            # it keeps per bucket (not cumulative) exactly as observe would change them.
+            for bucket, count in zip(histogram._buckets, tally.buckets, strict=True):
+                if count:
+                    bucket.inc(count)
+            histogram._sum.inc(tally.total)
+
+    def batch_committed(self, *, size: int, seconds: float) -> None:
+        self.visits.inc(size)
+        self.batch_size.observe(size)
+        self.apply_seconds.observe(seconds)
+
+    def batch_failed(self, error: BaseException, *, seconds: float) -> None:
+        self.apply_seconds.observe(seconds)
+        self.store_failed(error)
+
+    def store_failed(self, error: BaseException) -> None:
+        self.store_errors.labels(type(error).__name__).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text of every process's metrics, and its content type."""
+        self.flush()
+        directory = os.environ.get(MULTIPROCESS_DIRECTORY)
+        if directory is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        # prometheus-client leaves these two functions unannotated.
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    def close(self, *, last_process: bool) -> None:
+        """Hand over what is pending; in multiprocess mode, mark this process as gone, and
+        remove the directory if no other process uses it."""
+        self.flush()
+        directory = os.environ.get(MULTIPROCESS_DIRECTORY)
+        if directory is None:
+            return
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        if last_process:
+            shutil.rmtree(directory, ignore_errors=True)

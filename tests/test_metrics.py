@@ -1,0 +1,147 @@
+"""/metrics: Prometheus text, exact across worker processes, and the dashboard that reads it."""
+
+import asyncio
+import json
+import re
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx2
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server import running_server
+from tests.test_server import CLEAN_EXIT, send_visits
+from visit_tracker.app import create_app
+from visit_tracker.settings import Settings
+
+DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana-dashboard.json"
+VISITS = 600
+SCRAPES = 12
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of an exposition, keyed by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def metrics_directory(pid: int) -> Path:
+    """The metrics directory of a server: where its processes map their metrics files."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    mapped = {
+        Path(line.split()[-1]).parent
+        for process in [pid, *map(int, children)]
+        for line in Path(f"/proc/{process}/maps").read_text().splitlines()
+        if "/visit-tracker-metrics-" in line
+    }
+    (directory,) = mapped
+    return directory
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_scrape_counts_every_visit_of_every_worker(tmp_path: Path, workers: int) -> None:
+    """After 600 concurrent visits, every scrape of /metrics, whichever worker answers, reports
+    exactly 600 visits, 600 answered POST /visit and 600 timings, in batches summing to 600."""
+    with running_server("--workers", str(workers), "--store", f"sqlite:///{tmp_path}/v.db") as (
+        server
+    ):
+        asyncio.run(send_visits(server.url, VISITS))
+        # A request is noted once its answer is sent, so the last ones may trail by a moment.
+        deadline = time.monotonic() + 5
+        route = {"route": "/visit", "method": "POST", "status": "200"}
+        while True:
+            found = samples(httpx2.get(f"{server.url}/metrics").text)
+            if value(found, "visit_tracker_http_requests_total", **route) == VISITS:
+                break
+            assert time.monotonic() < deadline, "requests never all counted"
+            time.sleep(0.05)
+        for _ in range(SCRAPES):
+            answer = httpx2.get(f"{server.url}/metrics")  # a new connection: any worker
+            assert answer.headers["content-type"].startswith("text/plain")
+            found = samples(answer.text)
+            assert value(found, "visit_tracker_visits_total") == VISITS
+            assert value(found, "visit_tracker_http_requests_total", **route) == VISITS
+            assert (
+                value(found, "visit_tracker_http_request_duration_seconds_count", route="/visit")
+                == VISITS
+            )
+            assert value(found, "visit_tracker_batch_size_sum") == VISITS
+            batches = value(found, "visit_tracker_batch_size_count")
+            assert 1 <= batches <= VISITS
+            assert value(found, "visit_tracker_store_apply_seconds_count") == batches
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_start_gets_a_fresh_metrics_directory_removed_at_exit(
+    tmp_path: Path, workers: int
+) -> None:
+    """The server's metrics directory exists and holds its files while it runs, and is gone
+    once SIGTERM has stopped it, with one worker process or several."""
+    with running_server(
+        "--workers", str(workers), "--store", f"sqlite:///{tmp_path}/v.db"
+    ) as server:
+        directory = metrics_directory(server.process.pid)
+        httpx2.post(f"{server.url}/visit")
+        assert list(directory.glob("*.db"))
+        server.signal(signal.SIGTERM)
+        assert server.wait() in CLEAN_EXIT
+        assert not directory.exists()
+
+
+def test_routes_are_labelled_by_template_and_store_errors_by_kind(tmp_path: Path) -> None:
+    """Requests are labelled with their route's template (never a raw path) and an unknown
+    method as `other`; a store that stays locked shows as one StoreUnavailable error."""
+    database = tmp_path / "visits.db"
+    with TestClient(create_app(Settings(store=f"sqlite:///{database}", store_timeout=0.2))) as (
+        client
+    ):
+        client.post("/v1/counters/example.com/home/hits")
+        client.get("/no/such/page")
+        client.request("PURGE", "/visit")
+        blocker = sqlite3.connect(database, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        assert client.post("/visit").status_code == 503
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        found = samples(client.get("/metrics").text)
+    requests = "visit_tracker_http_requests_total"
+    hits = {"route": "/v1/counters/{namespace}/{key}/hits", "method": "POST", "status": "200"}
+    assert value(found, requests, **hits) == 1
+    assert value(found, requests, route="unmatched", method="GET", status="404") == 1
+    assert value(found, requests, route="/visit", method="other", status="405") == 1
+    assert value(found, requests, route="/visit", method="POST", status="503") == 1
+    assert value(found, "visit_tracker_store_errors_total", kind="StoreUnavailable") == 1
+    assert value(found, "visit_tracker_visits_total") == 1
+    assert not [key for key in found if ("route", "/no/such/page") in key[1]]
+
+
+def test_the_dashboard_reads_only_metrics_the_server_exports() -> None:
+    """Every metric the Grafana dashboard queries is one /metrics exports, and it queries each."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    queried = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for expression in expressions
+        for name in re.findall(r"\bvisit_tracker_\w+", expression)
+    }
+    with TestClient(create_app(Settings(store="memory://"))) as client:
+        client.post("/visit")
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        # One process also exports each family's creation time, which is no series to chart.
+        exported = {family.name for family in families if not family.name.endswith("_created")}
+    assert queried == exported
