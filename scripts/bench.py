@@ -152,7 +152,7 @@ def free_port() -> int:
 
 
 def executable(name: str) -> str:
-    """A console script of this virtual environment (uvicorn, visit-tracker)."""
+    """A console script of this virtual environment (visit-tracker, uvicorn for the demo)."""
     return str(Path(sys.executable).with_name(name))
 
 
@@ -226,10 +226,11 @@ def settled_total_visits(url: str) -> int:
 
 
 def worker_processes(server: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The processes that serve requests: uvicorn's spawned workers, or the server itself."""
+    """The processes that serve requests: the server's worker processes, or the server itself
+    when it serves in its own process (multiprocessing's resource tracker serves nothing)."""
     parent = psutil.Process(server.pid)
-    children = parent.children(recursive=True)
-    workers = [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+    children = parent.children()
+    workers = [child for child in children if "resource_tracker" not in " ".join(child.cmdline())]
     return workers or [parent]
 
 
@@ -377,7 +378,8 @@ def versions() -> dict[str, str]:
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     return {
         "Python": platform.python_version(),
-        "uvicorn": version("uvicorn"),
+        "granian": version("granian"),
+        "uvicorn (the demo)": version("uvicorn"),
         "FastAPI": version("fastapi"),
         "SQLite": sqlite3.sqlite_version,
         "wrk": (wrk.stdout or wrk.stderr).split()[1],

@@ -33,9 +33,10 @@ def seconds_until_closed(connection: socket.socket, *, dribble: bytes, limit: fl
     raise AssertionError("the server never closed the connection")
 
 
-def test_a_slow_loris_client_is_disconnected_within_the_request_timeout(tmp_path: Path) -> None:
-    """A client dribbling header bytes, and one sending nothing, are both cut off about one
-    request timeout after they connected, while other clients are served meanwhile."""
+def test_slow_and_idle_clients_are_disconnected_within_the_request_timeout(tmp_path: Path) -> None:
+    """A client dribbling header bytes is cut off about one request timeout after it began, an
+    idle keep-alive connection one timeout after its last answer, and a silent connection holds
+    no worker: others are served meanwhile."""
     with running_server(
         "--request-timeout", "1", "--store", f"sqlite:///{tmp_path}/v.db"
     ) as server:
@@ -45,10 +46,15 @@ def test_a_slow_loris_client_is_disconnected_within_the_request_timeout(tmp_path
             assert httpx2.get(f"{server.url}/healthz").status_code == 200
             elapsed = seconds_until_closed(loris, dribble=endless, limit=5)
         assert 0.8 <= elapsed <= 2.5
-        silent.settimeout(3)
-        assert silent.recv(1024) == b""
-        silent.close()
+        with socket.create_connection(address(server)) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert idle.recv(1024).startswith(b"HTTP/1.1 200")
+            answered = time.monotonic()
+            idle.settimeout(5)
+            assert idle.recv(1024) == b""
+            assert 0.8 <= time.monotonic() - answered <= 2.5
         assert httpx2.post(f"{server.url}/visit").json() == {"visits": 1}
+        silent.close()
 
 
 def test_a_keep_alive_connection_serves_many_requests_past_the_request_timeout(

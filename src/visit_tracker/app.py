@@ -1,6 +1,7 @@
 """`create_app`: builds the ASGI application; the store opens and closes with its lifespan."""
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -17,6 +18,8 @@ from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings
+
+logger = logging.getLogger("visit_tracker")
 
 
 class State(TypedDict):
@@ -47,11 +50,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 # all every few thousand requests and stall every connection meanwhile.
                 gc.collect()
                 gc.freeze()
+                logger.info("ready: store open")
                 yield {"tracker": tracker, "metrics": metrics}
+            logger.info("stopped: pending visits committed, store closed")
         finally:
-            # One worker is the serving process itself, which uvicorn ends by re-raising the
-            # signal that stopped it: the CLI cannot clean up after that, so the worker does.
-            metrics.close(last_process=settings.workers == 1)
+            metrics.close()
             if log is not None:
                 log.flush()
 

@@ -535,7 +535,7 @@ def run_classic(target: Target, plan: Plan, on_tick: Tick) -> Summary:
 
 
 def _run(main: Coroutine[None, None, Summary]) -> Summary:
-    """Run on uvloop where it is installed (uvicorn[standard] brings it): it halves the
+    """Run on uvloop where it is installed (a dependency of visit-tracker): it halves the
     client's CPU per request."""
     try:
         import uvloop  # noqa: PLC0415

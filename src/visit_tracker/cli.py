@@ -4,6 +4,7 @@
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -11,7 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
+from granian import Granian
+from granian.constants import Interfaces, Loops
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,7 +30,12 @@ from rich.progress import (
 
 from visit_tracker import backup, transfer
 from visit_tracker.bench import bench
-from visit_tracker.errors import MalformedExport, StoreOutcomeUnknown, VisitTrackerError
+from visit_tracker.errors import (
+    ConfigError,
+    MalformedExport,
+    StoreOutcomeUnknown,
+    VisitTrackerError,
+)
 from visit_tracker.logs import LogFormat, logging_config
 from visit_tracker.settings import ENV_PREFIX, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
@@ -65,6 +74,16 @@ async def check_store(settings: Settings) -> None:
     await store.close()
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another server listens on. granian's workers share their port through
+    SO_REUSEPORT, which would otherwise let a second server start there and take half the
+    requests."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help=describe("host"))] = None,
@@ -79,9 +98,6 @@ def serve(
     store_timeout: Annotated[float | None, typer.Option(help=describe("store_timeout"))] = None,
     max_body_size: Annotated[int | None, typer.Option(help=describe("max_body_size"))] = None,
     request_timeout: Annotated[float | None, typer.Option(help=describe("request_timeout"))] = None,
-    keep_alive_timeout: Annotated[
-        int | None, typer.Option(help=describe("keep_alive_timeout"))
-    ] = None,
     max_concurrency: Annotated[int | None, typer.Option(help=describe("max_concurrency"))] = None,
     shutdown_timeout: Annotated[int | None, typer.Option(help=describe("shutdown_timeout"))] = None,
 ) -> None:
@@ -97,7 +113,6 @@ def serve(
         "store_timeout": store_timeout,
         "max_body_size": max_body_size,
         "request_timeout": request_timeout,
-        "keep_alive_timeout": keep_alive_timeout,
         "max_concurrency": max_concurrency,
         "shutdown_timeout": shutdown_timeout,
     }
@@ -106,6 +121,7 @@ def serve(
             **{name: value for name, value in flags.items() if value is not None}
         )
         asyncio.run(check_store(settings))
+        check_port_free(settings.host, settings.port)
     except VisitTrackerError as error:
         raise fail(error) from None
     # Worker processes build their app from the environment: hand them exactly these settings.
@@ -120,24 +136,23 @@ def serve(
 
 
 def run(settings: Settings) -> None:
-    uvicorn.run(
+    Granian(
         "visit_tracker.app:create_app",
         factory=True,
-        host=settings.host,
+        interface=Interfaces.ASGI,
+        address=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_config=logging_config(level=settings.log_level, log_format=settings.log_format),
-        log_level=settings.log_level,
-        access_log=False,  # the application logs requests itself, without client addresses
-        timeout_graceful_shutdown=settings.shutdown_timeout,
-        timeout_keep_alive=settings.keep_alive_timeout,
-        limit_concurrency=settings.max_concurrency,
-        # uvicorn's httptools protocol, plus a deadline for each request to arrive.
-        http="visit_tracker.http_protocol:DeadlineHttpToolsProtocol",
-        lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-    )
+        loop=Loops.uvloop,
+        websockets=False,
+        backpressure=settings.max_concurrency,
+        # A client must send a request's head within the request timeout (slow loris).
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.request_timeout * 1000)),
+        log_level=LogLevels(settings.log_level),
+        log_dictconfig=logging_config(level=settings.log_level, log_format=settings.log_format),
+        log_access=False,  # the application logs requests itself, without client addresses
+        workers_kill_timeout=settings.shutdown_timeout,
+    ).serve()
 
 
 cli.command()(bench)

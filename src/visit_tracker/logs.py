@@ -2,7 +2,7 @@
 
 Everything the server writes goes through the same processors: the access log (written by
 structlog directly, because it runs once per request) and every standard-library record —
-uvicorn's own messages and ours — which `stdlib_formatter` renders. Tracebacks are plain text,
+granian's own messages and ours — which `stdlib_formatter` renders. Tracebacks are plain text,
 without local variables, so that no secret a frame holds reaches a log.
 """
 
@@ -39,7 +39,7 @@ def _json_text(event: Any, **_: Any) -> str:
 
 
 def stdlib_formatter(log_format: LogFormat) -> structlog.stdlib.ProcessorFormatter:
-    """The formatter of standard-library records (uvicorn's and ours), for `dictConfig`."""
+    """The formatter of standard-library records (granian's and ours), for `dictConfig`."""
     resolved = resolve_format(log_format, sys.stderr)
     renderer: Processor
     if resolved == "json":
@@ -57,7 +57,7 @@ def stdlib_formatter(log_format: LogFormat) -> structlog.stdlib.ProcessorFormatt
 
 
 def logging_config(*, level: str, log_format: LogFormat) -> dict[str, Any]:
-    """The `logging.config.dictConfig` document uvicorn applies in every process it starts."""
+    """The `logging.config.dictConfig` document granian applies in every process it starts."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -72,8 +72,8 @@ def logging_config(*, level: str, log_format: LogFormat) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
-        # uvicorn's access log names the client's address; ours (see api/request_log.py) doesn't.
-        "loggers": {"uvicorn.access": {"handlers": [], "propagate": False}},
+        # granian's access log names the client's address; ours (see api/observer.py) doesn't.
+        "loggers": {"granian.access": {"handlers": [], "propagate": False}},
     }
 
 

@@ -21,7 +21,6 @@ file on every change, which per request would cost more than counting the visit 
 
 import asyncio
 import os
-import shutil
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from math import inf
@@ -150,13 +149,9 @@ class Metrics:
         multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
-    def close(self, *, last_process: bool) -> None:
-        """Hand over what is pending; in multiprocess mode, mark this process as gone, and
-        remove the directory if no other process uses it."""
+    def close(self) -> None:
+        """Hand over what is pending; in multiprocess mode, mark this process as gone (the
+        directory itself belongs to `visit-tracker serve`, which removes it when it stops)."""
         self.flush()
-        directory = os.environ.get(MULTIPROCESS_DIRECTORY)
-        if directory is None:
-            return
-        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
-        if last_process:
-            shutil.rmtree(directory, ignore_errors=True)
+        if MULTIPROCESS_DIRECTORY in os.environ:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -51,18 +51,14 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         le=300,
-        description="Seconds a client has to send a whole request, from its first byte or from "
-        "opening the connection; a slower one is disconnected.",
-    )
-    keep_alive_timeout: int = Field(
-        5, ge=1, le=300, description="Seconds an idle keep-alive connection stays open."
+        description="Seconds a client has to send a request's head, and the longest an idle "
+        "keep-alive connection stays open; a slower one is disconnected.",
     )
     max_concurrency: int = Field(
         2048,
         ge=1,
         le=1_000_000,
-        description="Open connections or requests in flight per worker beyond which new requests "
-        "get 503.",
+        description="Requests in flight per worker; further connections wait to be accepted.",
     )
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
