@@ -48,8 +48,8 @@ def timed(request: Callable[[], httpx2.Response]) -> tuple[httpx2.Response, floa
 def serving_on(database: PrivateServer) -> contextlib.AbstractContextManager[Server]:
     """The service on `database`, with one worker.
 
-    One, because the server stops as a whole when a worker fails its startup, and a second
-    worker still starting when a test stops PostgreSQL would fail to open its store.
+    One, so that no second worker is still starting, and failing to open its store, when a
+    test stops PostgreSQL.
     """
     return running_server("--store", database.url, "--store-timeout", str(WAIT_LIMIT))
 
