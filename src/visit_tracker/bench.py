@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import requests
 import typer
+import uvloop
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -535,12 +536,7 @@ def run_classic(target: Target, plan: Plan, on_tick: Tick) -> Summary:
 
 
 def _run(main: Coroutine[None, None, Summary]) -> Summary:
-    """Run on uvloop where it is installed (a dependency of visit-tracker): it halves the
-    client's CPU per request."""
-    try:
-        import uvloop  # noqa: PLC0415
-    except ImportError:
-        return asyncio.run(main)
+    """Run on uvloop (a dependency of visit-tracker): it halves the client's CPU per request."""
     return uvloop.run(main)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from granian import Granian
-from granian.constants import Interfaces, Loops
+from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from rich.console import Console
@@ -144,6 +144,7 @@ def run(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop=Loops.uvloop,
+        http=HTTPModes.http1,  # the request timeout below is HTTP/1's
         websockets=False,
         backpressure=settings.max_concurrency,
         # A client must send a request's head within the request timeout (slow loris).

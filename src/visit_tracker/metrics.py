@@ -150,8 +150,6 @@ class Metrics:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
-        """Hand over what is pending; in multiprocess mode, mark this process as gone (the
-        directory itself belongs to `visit-tracker serve`, which removes it when it stops)."""
+        """Hand over what is pending. (The multiprocess directory belongs to `visit-tracker
+        serve`, which removes it when it stops; no gauge here needs a process marked dead.)"""
         self.flush()
-        if MULTIPROCESS_DIRECTORY in os.environ:
-            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         2048,
         ge=1,
         le=1_000_000,
-        description="Requests in flight per worker; further connections wait to be accepted.",
+        description="Most requests a worker handles at once (granian's backpressure).",
     )
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."

@@ -1,7 +1,7 @@
 """A limit on request bodies: one declared larger is refused with a JSON 413, unread.
 
-No route reads a body sent without a length (chunked) today; the server only buffers a little
-of one before it stops reading from that client. The direct routes in front of the framework
+No route reads a body sent without a length (chunked) today, so such a body is never
+collected. The direct routes in front of the framework
 (`POST /visit`, `GET /stats`) read no body, so this guards the framework's routes.
 """
 

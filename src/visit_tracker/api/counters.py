@@ -1,23 +1,22 @@
 """Named counters under `/v1/counters/{namespace}/{key}`: one counter per page, site or thing."""
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import AfterValidator, BaseModel, Field
 
 from visit_tracker.api.deps import TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE
+from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
 from visit_tracker.stores import CounterId
+from visit_tracker.stores.base import NAME_PATTERN
 
 router = APIRouter(prefix="/v1/counters", tags=["counters"])
 
-NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 NAME_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'"
 
 
 def follows_name_rule(name: str) -> str:
-    if not re.fullmatch(NAME_PATTERN, name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"must be {NAME_RULE}")
     return name
 
@@ -25,7 +24,7 @@ def follows_name_rule(name: str) -> str:
 def name_parameter(what: str) -> Any:  # fastapi.Path() is typed as returning Any
     return Path(
         description=f"The counter's {what}: {NAME_RULE}.",
-        json_schema_extra={"pattern": NAME_PATTERN},
+        json_schema_extra={"pattern": f"^{NAME_PATTERN.pattern}$"},
     )
 
 
@@ -39,7 +38,7 @@ class CounterValue(BaseModel):
     value: int = Field(description="The counter's value, this hit included.", examples=[42])
 
 
-@router.post("/{namespace}/{key}/hits", responses=STORE_UNAVAILABLE)
+@router.post("/{namespace}/{key}/hits", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
 async def hit(namespace: Namespace, key: Key, tracker: TrackerDep) -> CounterValue:
     """Count one hit on a counter, creating it on its first hit; answers its new value."""
     value = await tracker.visit(CounterId(namespace, key))

@@ -30,13 +30,12 @@ async def answer_directly(
     endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, *, extra_header: Header
 ) -> int:
     """Answer with `endpoint`'s model as JSON, or an anticipated failure's JSON error, adding
-    `extra_header`; return the status sent. An unanticipated failure propagates."""
+    `extra_header`; return the status sent. Anything unanticipated is logged and answered with
+    the framework's JSON 500, as on every other route."""
     try:
         model = await endpoint(scope["state"]["tracker"])
     except Exception as error:
-        handler = errors.handler_for(error)
-        if handler is None:
-            raise
+        handler = errors.handler_for(error) or errors.unexpected
         response = await handler(Request(scope), error)
         response.raw_headers.append(extra_header)
         await response(scope, receive, send)
