@@ -36,10 +36,11 @@ def client() -> TestClient:
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
 def test_doc_pages_carry_a_policy_that_allows_what_they_load(client: TestClient, path: str) -> None:
-    """/docs and /redoc come with nosniff, no-referrer and a CSP that allows each script,
-    stylesheet and icon the page names, and each inline script by its hash, and nothing else."""
+    """/docs and /redoc come with nosniff, no-referrer, no framing and a CSP that allows each
+    script, stylesheet and icon the page names, and each inline script by its hash."""
     page = client.get(path)
     assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["referrer-policy"] == "no-referrer"
     policy = directives(page.headers["content-security-policy"])
     assert policy["default-src"] == ["'none'"]

@@ -35,8 +35,8 @@ def seconds_until_closed(connection: socket.socket, *, dribble: bytes, limit: fl
 
 def test_slow_and_idle_clients_are_disconnected_within_the_request_timeout(tmp_path: Path) -> None:
     """A client dribbling header bytes is cut off about one request timeout after it began, an
-    idle keep-alive connection one timeout after its last answer, and a silent connection holds
-    no worker: others are served meanwhile."""
+    idle keep-alive connection one timeout after its last answer, and other clients are served
+    while a silent connection stays open."""
     with running_server(
         "--request-timeout", "1", "--store", f"sqlite:///{tmp_path}/v.db"
     ) as server:

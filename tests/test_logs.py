@@ -76,6 +76,7 @@ def test_json_lines_log_each_request_with_its_id_status_and_duration(tmp_path: P
     assert all(line["timestamp"].endswith("Z") for line in lines)
     started = [line for line in lines if line["event"] == "ready: store open"]
     assert len(started) == 2  # one per worker, through the same formatting
+    assert any(line["event"].startswith("Starting granian") for line in lines)
 
 
 def test_a_usable_request_id_is_echoed_and_any_other_replaced(tmp_path: Path) -> None:

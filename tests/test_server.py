@@ -2,6 +2,7 @@
 
 import asyncio
 import signal
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -140,11 +141,16 @@ def test_an_uncreatable_store_path_stops_the_start_with_one_line(tmp_path: Path)
 
 
 def test_an_open_store_stays_unchanged_by_a_refused_start(tmp_path: Path) -> None:
-    """A refused start leaves an existing store file as it was."""
+    """A start refused after its store was opened (its port is taken) leaves the file as it was."""
     database = tmp_path / "visits.db"
     with running_server("--store", f"sqlite:///{database}") as server:
         asyncio.run(send_visits(server.url, 3))
-    refused_start("--store", f"sqlite:///{database}", "--port", "0")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        line = refused_start(
+            "--host", "127.0.0.1", "--port", port, "--store", f"sqlite:///{database}"
+        )
+    assert "Address already in use" in line
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT value FROM counters").fetchone() == (3,)
 
