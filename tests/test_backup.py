@@ -4,12 +4,23 @@ import json
 
 import pytest
 
-from visit_tracker.backup import LARGEST, format_header, format_record, parse
+from visit_tracker.backup import format_header, format_record, parse
 from visit_tracker.errors import MalformedExport
 from visit_tracker.stores import CounterId, CounterRecord
+from visit_tracker.stores.base import LARGEST
 
 HOME = CounterRecord(CounterId("site", "home"), 5, 1_700_000_000_000, 1_700_000_000_123)
-GOOD = {"namespace": "a", "key": "b", "value": 1, "created_at": 1, "updated_at": 2}
+OWNED = CounterRecord(CounterId("site", "about"), 7, 1, 2, "0123456789abcdef" * 4)
+GOOD = {
+    "namespace": "a",
+    "key": "b",
+    "value": 1,
+    "created_at": 1,
+    "updated_at": 2,
+    "admin_key_hash": None,
+}
+REMOVED = object()
+"""Given to `line` for a field, leaves that field out."""
 
 
 def export_of(*lines: str) -> list[bytes]:
@@ -18,9 +29,9 @@ def export_of(*lines: str) -> list[bytes]:
 
 
 def line(**changes: object) -> str:
-    """A valid counter line with some fields changed (a None value removes the field)."""
+    """A valid counter line with some fields changed (`REMOVED` leaves a field out)."""
     fields = {**GOOD, **changes}
-    return json.dumps({name: value for name, value in fields.items() if value is not None})
+    return json.dumps({name: value for name, value in fields.items() if value is not REMOVED})
 
 
 def refusal(lines: list[bytes]) -> MalformedExport:
@@ -30,24 +41,34 @@ def refusal(lines: list[bytes]) -> MalformedExport:
 
 
 def test_a_record_reads_back_exactly_as_written() -> None:
-    """A counter formatted and parsed again is the same counter, value and times included."""
-    assert parse(export_of(format_record(HOME))) == [HOME]
+    """A counter formatted and parsed again is the same counter: value, times and owner."""
+    assert parse(export_of(format_record(HOME), format_record(OWNED))) == [HOME, OWNED]
 
 
 def test_the_header_names_the_format_and_its_version() -> None:
-    """The first line is a JSON object naming the format and version 1."""
-    assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 1}
+    """The first line is a JSON object naming the format and version 2."""
+    assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 2}
 
 
-def test_each_line_is_one_json_object_with_the_five_fields() -> None:
-    """A counter's line is one JSON object with exactly its names, value and times."""
-    assert json.loads(format_record(HOME)) == {
+def test_each_line_is_one_json_object_with_the_six_fields() -> None:
+    """A counter's line is one JSON object with exactly its names, value, times and owner."""
+    assert json.loads(format_record(OWNED)) == {
         "namespace": "site",
-        "key": "home",
-        "value": 5,
-        "created_at": 1_700_000_000_000,
-        "updated_at": 1_700_000_000_123,
+        "key": "about",
+        "value": 7,
+        "created_at": 1,
+        "updated_at": 2,
+        "admin_key_hash": "0123456789abcdef" * 4,
     }
+
+
+def test_a_version_1_export_reads_as_unowned_counters() -> None:
+    """An export written before counters had owners imports, every counter unowned."""
+    lines = [
+        b'{"format": "visit-tracker-counters", "version": 1}\n',
+        b'{"namespace": "site", "key": "home", "value": 5, "created_at": 1, "updated_at": 2}\n',
+    ]
+    assert parse(lines) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, None)]
 
 
 def test_an_export_of_no_counters_is_just_the_header() -> None:
@@ -68,7 +89,10 @@ def test_the_largest_value_and_every_name_character_are_accepted() -> None:
         ("{not json", "not valid JSON"),
         ("", "empty line"),
         ("[1, 2]", "expected a JSON object, found list"),
-        (line(value=None), "missing field 'value'"),
+        (line(value=REMOVED), "missing field 'value'"),
+        (line(admin_key_hash=REMOVED), "missing field 'admin_key_hash'"),
+        (line(admin_key_hash="ABC"), "admin_key_hash must be null or 64 lowercase hexadecimal"),
+        (line(admin_key_hash=1), "admin_key_hash must be null or 64 lowercase hexadecimal"),
         (line(extra=1), "unknown field 'extra'"),
         (line(namespace="has space"), 'namespace "has space" must match'),
         (line(key=""), 'key "" must match'),
@@ -84,7 +108,7 @@ def test_the_largest_value_and_every_name_character_are_accepted() -> None:
     ],
 )
 def test_a_bad_line_is_refused_with_its_number_and_the_problem(bad_line: str, problem: str) -> None:
-    """Bad JSON, a missing, unknown or ill-typed field, a bad name or a negative value is refused,
+    """Bad JSON, a missing, unknown or ill-typed field, a bad name, value or owner is refused,
     naming its line."""
     error = refusal(export_of(line(), line(key="c"), bad_line, line(key="d")))
     assert error.line == 4
@@ -109,7 +133,8 @@ def test_the_same_counter_twice_is_refused_naming_both_lines() -> None:
         (b"", "the file is empty"),
         (json.dumps(GOOD).encode(), "not a visit-tracker export: the first line must be"),
         (b'{"format": "other", "version": 1}\n', "not a visit-tracker export"),
-        (b'{"format": "visit-tracker-counters", "version": 2}\n', "version 2 is not supported"),
+        (b'{"format": "visit-tracker-counters", "version": 3}\n', "version 3 is not supported"),
+        (b'{"format": "visit-tracker-counters", "version": "2"}\n', "version '2' is not"),
     ],
 )
 def test_a_file_without_the_header_is_refused_at_line_1(first_line: bytes, problem: str) -> None:

@@ -5,6 +5,8 @@ import pytest
 from visit_tracker.errors import ConfigError
 from visit_tracker.settings import Settings, load_settings
 
+STRONG_TOKEN = "Xq3v-9Lp2_Rt7Zk8Mw4Yb6Nc1Hd5Gf0Js"
+
 
 def test_defaults_serve_port_8080_on_the_sqlite_store() -> None:
     """Without configuration the server listens on :8080 and stores counts in data/visits.db."""
@@ -36,7 +38,9 @@ def test_settings_survive_the_trip_through_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Settings exported for worker processes read back as the same settings."""
-    original = load_settings(port=9100, workers=2, access_log=True, store_timeout=0.5)
+    original = load_settings(
+        port=9100, workers=2, access_log=True, store_timeout=0.5, admin_token=STRONG_TOKEN
+    )
     for name, value in original.as_environment().items():
         monkeypatch.setenv(name, value)
     assert load_settings() == original
@@ -68,3 +72,26 @@ def test_a_misspelt_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VISIT_TRACKER_PROT", "9000")
     with pytest.raises(ConfigError, match="unknown setting VISIT_TRACKER_PROT; known: "):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "changethis",
+        "a" * 64,
+        "abcabcabcabcabcabcabcabcabcabcabcabc",
+        "Xq3v-9Lp2_Rt7Zk8Mw4Yb6Nc1Hd5Gf0J"[:31],
+    ],
+)
+def test_a_weak_operator_token_is_refused_without_being_quoted(token: str) -> None:
+    """An operator token that is short or made of few characters stops the start; the message
+    says why but never shows the token."""
+    with pytest.raises(ConfigError, match="the operator token is too weak") as raised:
+        load_settings(admin_token=token)
+    assert "VISIT_TRACKER_ADMIN_TOKEN" in str(raised.value)
+    assert token not in str(raised.value)
+
+
+def test_the_operator_token_never_shows_in_the_settings_repr() -> None:
+    """Printing or logging the settings shows the operator token masked."""
+    assert STRONG_TOKEN not in repr(load_settings(admin_token=STRONG_TOKEN))

@@ -11,8 +11,9 @@ import pytest
 
 from tests.conftest import NewStoreUrl
 from tests.server import command
-from visit_tracker.backup import LARGEST, format_header
+from visit_tracker.backup import format_header
 from visit_tracker.stores import CounterId, CounterRecord, Hit, open_store
+from visit_tracker.stores.base import LARGEST
 
 ROUND_TRIP = ["sqlite", "postgresql", "redis", "redis-cluster", "sqlite"]
 """The stores a set of counters passes through, in order: a new kind of store is one more line."""
@@ -22,13 +23,18 @@ DURABLE_KINDS = ["sqlite", "postgresql"]
 RECORDS = [
     *(
         CounterRecord(
-            CounterId(f"ns{i % 7}", f"key-{i}"), i * 3, 1_600_000_000_000 + i, 1_700_000_000_000
+            CounterId(f"ns{i % 7}", f"key-{i}"),
+            i * 3,
+            1_600_000_000_000 + i,
+            1_700_000_000_000,
+            f"{i:064x}" if i % 3 == 0 else None,
         )
         for i in range(2500)
     ),
     CounterRecord(CounterId("Az09_.-" + "x" * 57, "k"), LARGEST, 0, LARGEST),
 ]
-"""More counters than one export round trip fetches, names from the whole alphabet, extremes."""
+"""More counters than one export round trip fetches, owned and unowned, names from the whole
+alphabet, extremes."""
 
 
 def run(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -88,8 +94,10 @@ def test_a_malformed_line_3_is_refused_by_number_and_changes_nothing(
     malformed = tmp_path / "malformed.jsonl"
     malformed.write_text(
         f"{format_header()}\n"
-        '{"namespace": "site", "key": "home", "value": 999, "created_at": 1, "updated_at": 2}\n'
-        '{"namespace": "site", "key": "about", "value": -4, "created_at": 1, "updated_at": 2}\n'
+        '{"namespace": "site", "key": "home", "value": 999, "created_at": 1, "updated_at": 2,'
+        ' "admin_key_hash": null}\n'
+        '{"namespace": "site", "key": "about", "value": -4, "created_at": 1, "updated_at": 2,'
+        ' "admin_key_hash": null}\n'
     )
     result = run("import", "--store", target, str(malformed))
     assert result.returncode == 1

@@ -3,30 +3,38 @@
 JSON Lines, UTF-8. The first line is a header naming the format and its version; each later line
 is one counter, in (namespace, key) order:
 
-    {"format": "visit-tracker-counters", "version": 1}
-    {"namespace": "site", "key": "home", "value": 5, "created_at": 1753146000123, "updated_at": ...}
+    {"format": "visit-tracker-counters", "version": 2}
+    {"namespace": "site", "key": "home", "value": 5, "created_at": 1753146000123, "updated_at": ...,
+     "admin_key_hash": null}
 
 `value` is a whole number from 0 to 2**63 - 1; `created_at` and `updated_at` are Unix times in
-milliseconds, `created_at` not after `updated_at`; names match `^[A-Za-z0-9_.-]{1,64}$`. Every
-field is required and no other is allowed, so a typo is caught rather than ignored. A reader
+milliseconds, `created_at` not after `updated_at`; names match `^[A-Za-z0-9_.-]{1,64}$`;
+`admin_key_hash` is the SHA-256 of the counter's admin key in lowercase hexadecimal, or null for
+a counter nobody owns (an export carries no admin key itself, only what checks one). Every field
+is required and no other is allowed, so a typo is caught rather than ignored. Version 1 files,
+written before counters had owners, have no `admin_key_hash` and are read as unowned. A reader
 refuses a version it does not know: a later version may add fields.
 
 `parse` checks a whole file before anything is imported and names the first bad line.
 """
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from visit_tracker.errors import MalformedExport
-from visit_tracker.stores.base import NAME_PATTERN, CounterId, CounterRecord
+from visit_tracker.stores.base import LARGEST, NAME_PATTERN, CounterId, CounterRecord
 
 FORMAT = "visit-tracker-counters"
-VERSION = 1
+VERSION = 2
 HEADER = {"format": FORMAT, "version": VERSION}
-FIELDS = ("namespace", "key", "value", "created_at", "updated_at")
-LARGEST = 2**63 - 1
-"""The largest value and time every store keeps exactly (a signed 64-bit integer)."""
+FIELDS = {
+    1: ("namespace", "key", "value", "created_at", "updated_at"),
+    2: ("namespace", "key", "value", "created_at", "updated_at", "admin_key_hash"),
+}
+"""The fields of a counter's line in each version this release reads."""
+KEY_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def format_header() -> str:
@@ -43,6 +51,7 @@ def format_record(record: CounterRecord) -> str:
             "value": record.value,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
+            "admin_key_hash": record.admin_key_hash,
         }
     )
 
@@ -53,11 +62,11 @@ def parse(lines: Iterable[bytes]) -> list[CounterRecord]:
     first = next(numbered, None)
     if first is None:
         raise MalformedExport(1, f"the file is empty; an export starts with {format_header()}")
-    _check_header(_json_object(*first))
+    version = _check_header(_json_object(*first))
     seen: dict[CounterId, int] = {}
     records = []
     for number, line in numbered:
-        record = _record(_json_object(number, line), number)
+        record = _record(_json_object(number, line), number, fields_expected=FIELDS[version])
         if record.counter in seen:
             raise MalformedExport(
                 number,
@@ -83,22 +92,28 @@ def _json_object(number: int, line: bytes) -> dict[str, Any]:
     return value
 
 
-def _check_header(header: dict[str, Any]) -> None:
+def _check_header(header: dict[str, Any]) -> int:
+    """The export's version, from its checked header line."""
     if header.get("format") != FORMAT or set(header) != set(HEADER):
         raise MalformedExport(
             1, f"not a visit-tracker export: the first line must be {format_header()}"
         )
-    if header["version"] != VERSION:
+    version = header["version"]
+    if type(version) is not int or version not in FIELDS:
+        known = ", ".join(map(str, FIELDS))
         raise MalformedExport(
-            1, f"export format version {header['version']!r} is not supported (only {VERSION})"
+            1, f"export format version {version!r} is not supported (only {known})"
         )
+    return version
 
 
-def _record(fields: dict[str, Any], number: int) -> CounterRecord:
-    missing = [name for name in FIELDS if name not in fields]
+def _record(
+    fields: dict[str, Any], number: int, *, fields_expected: tuple[str, ...]
+) -> CounterRecord:
+    missing = [name for name in fields_expected if name not in fields]
     if missing:
         raise MalformedExport(number, f"missing field {missing[0]!r}")
-    unknown = sorted(set(fields) - set(FIELDS))
+    unknown = sorted(set(fields) - set(fields_expected))
     if unknown:
         raise MalformedExport(number, f"unknown field {unknown[0]!r}")
     namespace, key = (_name(fields, name, number) for name in ("namespace", "key"))
@@ -107,7 +122,14 @@ def _record(fields: dict[str, Any], number: int) -> CounterRecord:
     )
     if created_at > updated_at:
         raise MalformedExport(number, "created_at is later than updated_at")
-    return CounterRecord(CounterId(namespace, key), value, created_at, updated_at)
+    admin_key_hash = fields.get("admin_key_hash")
+    if admin_key_hash is not None and not (
+        isinstance(admin_key_hash, str) and KEY_HASH.fullmatch(admin_key_hash)
+    ):
+        raise MalformedExport(
+            number, "admin_key_hash must be null or 64 lowercase hexadecimal digits (SHA-256)"
+        )
+    return CounterRecord(CounterId(namespace, key), value, created_at, updated_at, admin_key_hash)
 
 
 def _name(fields: dict[str, Any], name: str, number: int) -> str:

@@ -7,7 +7,12 @@ VisitTrackerError
 │   └── StoreOpenError      the store could not be opened at start (bad path, corrupt file)
 ├── StoreOutcomeUnknown     a write reached the store but its answer was lost: it may be applied
 ├── MalformedExport         a file given to `import` is not a valid export; nothing was imported
-└── ShuttingDown            the server is draining and takes no new visits
+├── ShuttingDown            the server is draining and takes no new visits
+└── Refused                 a request the service will not carry out, as asked
+    ├── CounterNotFound     the counter does not exist
+    ├── CounterExists       a counter to create exists already
+    ├── Unauthenticated     a change to a counter came without a credential
+    └── Forbidden           its credential is neither the counter's admin key nor the operator's
 """
 
 
@@ -48,3 +53,23 @@ class MalformedExport(VisitTrackerError):
 
 class ShuttingDown(VisitTrackerError):
     """The server is shutting down and accepts no new visits."""
+
+
+class Refused(VisitTrackerError):
+    """The request cannot be carried out as asked; the message says why, for the client."""
+
+
+class CounterNotFound(Refused):
+    """The counter does not exist."""
+
+
+class CounterExists(Refused):
+    """A counter to create exists already."""
+
+
+class Unauthenticated(Refused):
+    """A change to a counter came without a credential."""
+
+
+class Forbidden(Refused):
+    """The credential is neither the counter's admin key nor the operator token."""

@@ -8,20 +8,37 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from visit_tracker.errors import StoreError, StoreOutcomeUnknown
+from visit_tracker import ownership
+from visit_tracker.errors import (
+    CounterExists,
+    CounterNotFound,
+    StoreError,
+    StoreOutcomeUnknown,
+    Unauthenticated,
+)
 from visit_tracker.metrics import Metrics
 from visit_tracker.reads import SharedReads
 from visit_tracker.recorder import Recorder
 from visit_tracker.settings import Settings
-from visit_tracker.stores import DEFAULT_COUNTER, CounterId, Hit, Store, open_store
+from visit_tracker.stores import (
+    DEFAULT_COUNTER,
+    CounterId,
+    CounterRecord,
+    Hit,
+    Store,
+    open_store,
+)
 
 
 class Tracker:
     """Counts visits and reports on them."""
 
-    def __init__(self, store: Store, *, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, *, metrics: Metrics, operator_token: str | None = None
+    ) -> None:
         self._store = store
         self._metrics = metrics
+        self._operator_token = operator_token
         self._recorder = Recorder(store, metrics=metrics)
         self._reads = SharedReads(self._read)
         self._started = time.monotonic()
@@ -31,7 +48,8 @@ class Tracker:
     async def running(cls, settings: Settings, *, metrics: Metrics) -> AsyncIterator["Tracker"]:
         """Open the configured store; on exit, commit what is pending, then close the store."""
         store = await open_store(settings.store, wait_limit=settings.store_timeout)
-        tracker = cls(store, metrics=metrics)
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        tracker = cls(store, metrics=metrics, operator_token=token)
         try:
             yield tracker
         finally:
@@ -45,6 +63,57 @@ class Tracker:
     async def total(self, counter: CounterId = DEFAULT_COUNTER) -> int:
         """The counter's committed value, every visit acknowledged before this call included."""
         return await self._reads.value(counter)
+
+    async def counter(self, counter: CounterId) -> CounterRecord:
+        """The counter's record; `CounterNotFound` if it does not exist."""
+        record = await self._store.read(counter)
+        if record is None:
+            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+        return record
+
+    async def create(self, counter: CounterId, *, value: int) -> tuple[CounterRecord, str]:
+        """Create the counter at `value`, owned by a new admin key; the record and that key,
+        which is not kept anywhere. `CounterExists` if the counter exists."""
+        admin_key = ownership.new_admin_key()
+        record = await self._store.create(
+            counter, value=value, admin_key_hash=ownership.key_hash(admin_key)
+        )
+        if record is None:
+            raise CounterExists(f"counter {counter.namespace}/{counter.key} exists already")
+        return record, admin_key
+
+    async def set_value(self, counter: CounterId, value: int, *, credential: str | None) -> int:
+        """Set the counter's value as its owner or the operator; the value it had before."""
+        await self._check_admin(counter, credential)
+        old = await self._store.update(counter, value=value)
+        if old is None:  # deleted since the check
+            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+        return old.value
+
+    async def delete(self, counter: CounterId, *, credential: str | None) -> None:
+        """Delete the counter as its owner or the operator."""
+        await self._check_admin(counter, credential)
+        if not await self._store.delete(counter):
+            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+
+    async def new_admin_key(self, counter: CounterId, *, credential: str | None) -> str:
+        """Give the counter a new admin key, as its owner (the old key stops working) or the
+        operator (which claims a counter that hits created, owned by nobody); the new key."""
+        await self._check_admin(counter, credential)
+        admin_key = ownership.new_admin_key()
+        if await self._store.update(counter, admin_key_hash=ownership.key_hash(admin_key)) is None:
+            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+        return admin_key
+
+    async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
+        """Up to `limit` counters of the namespace, in key order, after the key `after`."""
+        return await self._store.counters_in(namespace, after=after, limit=limit)
+
+    async def _check_admin(self, counter: CounterId, credential: str | None) -> None:
+        if credential is None:
+            raise Unauthenticated("this needs the counter's admin key or the operator token")
+        record = await self.counter(counter)
+        ownership.check_admin(record, credential, operator_token=self._operator_token)
 
     async def _read(self, counter: CounterId) -> int:
         """One store read, shared by the callers waiting for it; its failure counted once."""

@@ -7,7 +7,7 @@ with a message naming the variable, the flag and the reason.
 import os
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visit_tracker.errors import ConfigError
@@ -18,6 +18,10 @@ from visit_tracker.stores import is_shared as store_is_shared
 ENV_PREFIX = "VISIT_TRACKER_"
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+TOKEN_LENGTH = 32
+TOKEN_VARIETY = 12
+"""A token this long with this many different characters cannot be a word or a pattern."""
 
 
 class Settings(BaseSettings):
@@ -63,11 +67,30 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="The operator token: may set, delete and claim every counter. At least "
+        f"{TOKEN_LENGTH} characters with {TOKEN_VARIETY} different ones (e.g. `openssl rand "
+        "-base64 32`). Prefer the variable: a flag shows in the process list.",
+    )
 
     @field_validator("store")
     @classmethod
     def _known_store(cls, url: str) -> str:
         return check_store_url(url)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the token: it is a secret even when it is a weak one.
+        if token is not None:
+            secret = token.get_secret_value()
+            if len(secret) < TOKEN_LENGTH or len(set(secret)) < TOKEN_VARIETY:
+                raise ValueError(
+                    f"the operator token is too weak: use at least {TOKEN_LENGTH} characters "
+                    f"with {TOKEN_VARIETY} different ones, e.g. from `openssl rand -base64 32`"
+                )
+        return token
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -87,11 +110,18 @@ class Settings(BaseSettings):
     def as_environment(self) -> dict[str, str]:
         """These settings as `VISIT_TRACKER_*` variables, for worker processes to read back."""
         return {
-            f"{ENV_PREFIX}{name.upper()}": str(value).lower()
-            if isinstance(value, bool)
-            else str(value)
+            f"{ENV_PREFIX}{name.upper()}": _as_variable(value)
             for name, value in self.model_dump().items()
+            if value is not None
         }
+
+
+def _as_variable(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -103,3 +103,87 @@ async def test_names_with_separators_never_share_a_counter(store: Store) -> None
     assert [await store.value(counter) for counter in tricky] == [2, 1, 1]
     exported = {record.counter: record.value async for record in store.export()}
     assert exported == {tricky[0]: 2, tricky[1]: 1, tricky[2]: 1}
+
+
+OWNER = "a" * 64
+"""An admin key hash, as the service stores it (SHA-256 in hexadecimal)."""
+
+
+async def test_read_gives_a_counters_whole_record(store: Store) -> None:
+    """A hit counter reads back with its value and times; a missing one reads as None."""
+    assert await store.read(HOME) is None
+    await store.apply([Hit(HOME)] * 3)
+    record = await store.read(HOME)
+    assert record is not None
+    assert (record.counter, record.value, record.admin_key_hash) == (HOME, 3, None)
+    assert 0 < record.created_at <= record.updated_at
+
+
+async def test_create_starts_a_counter_at_its_value_once(store: Store) -> None:
+    """Create makes a counter with its value and owner; creating it again changes nothing."""
+    created = await store.create(HOME, value=41, admin_key_hash=OWNER)
+    assert created is not None
+    assert (created.value, created.admin_key_hash) == (41, OWNER)
+    assert await store.read(HOME) == created
+    assert await store.create(HOME, value=0, admin_key_hash=None) is None
+    assert await store.apply([Hit(HOME)]) == [42]
+    record = await store.read(HOME)
+    assert record is not None
+    assert record.admin_key_hash == OWNER
+
+
+async def test_update_sets_what_is_given_and_returns_the_old_record(store: Store) -> None:
+    """Update changes only the value or owner it is given, and answers the record as it was."""
+    await store.apply([Hit(HOME)] * 5)
+    before = await store.read(HOME)
+    old = await store.update(HOME, value=100)
+    assert old == before
+    assert await store.apply([Hit(HOME)]) == [101]
+    old = await store.update(HOME, admin_key_hash=OWNER)
+    assert old is not None
+    assert (old.value, old.admin_key_hash) == (101, None)
+    record = await store.read(HOME)
+    assert record is not None
+    assert (record.value, record.admin_key_hash) == (101, OWNER)
+    assert await store.update(ABOUT, value=1) is None
+    assert await store.read(ABOUT) is None
+
+
+async def test_delete_removes_a_counter_and_a_hit_starts_it_anew(store: Store) -> None:
+    """A deleted counter is gone from reads, lists and exports; its next hit counts from 1."""
+    await store.create(HOME, value=10, admin_key_hash=OWNER)
+    assert await store.delete(HOME) is True
+    assert await store.delete(HOME) is False
+    assert await store.read(HOME) is None
+    assert await store.counters_in(HOME.namespace, after="", limit=10) == []
+    assert [record async for record in store.export()] == []
+    assert await store.apply([Hit(HOME)]) == [1]
+    record = await store.read(HOME)
+    assert record is not None
+    assert record.admin_key_hash is None
+
+
+async def test_counters_in_pages_through_a_namespace_in_key_order(store: Store) -> None:
+    """Listing gives one namespace's counters in key order, `limit` at a time after a key."""
+    keys = [f"page-{number:02}" for number in range(25)]
+    await store.apply([Hit(CounterId("site", key)) for key in reversed(keys)])
+    await store.apply([Hit(CounterId("other", "page-00")), Hit(CounterId("sites", "x"))])
+    seen: list[str] = []
+    after = ""
+    while page := await store.counters_in("site", after=after, limit=10):
+        assert len(page) <= 10
+        seen.extend(record.counter.key for record in page)
+        after = page[-1].counter.key
+    assert seen == keys
+    assert all(record.value == 1 for record in await store.counters_in("site", after="", limit=5))
+
+
+async def test_export_and_restore_keep_the_owner(store: Store) -> None:
+    """An owned counter's admin key hash survives export and restore; an unowned one stays so."""
+    await store.create(HOME, value=3, admin_key_hash=OWNER)
+    await store.apply([Hit(ABOUT)])
+    records = [record async for record in store.export()]
+    assert [r.admin_key_hash for r in records] == [None, OWNER]
+    await store.restore([CounterRecord(HOME, 9, 1, 2, None), CounterRecord(ABOUT, 4, 1, 2, OWNER)])
+    assert await store.read(HOME) == CounterRecord(HOME, 9, 1, 2, None)
+    assert await store.read(ABOUT) == CounterRecord(ABOUT, 4, 1, 2, OWNER)

@@ -13,6 +13,7 @@ from tests.postgres import execute, fresh_schema, private_server, store_backends
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.stores import CounterId, Hit, Store, open_store
+from visit_tracker.stores.postgres import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -48,11 +49,11 @@ async def eventually(condition: Callable[[], T | None], *, seconds: float = 5.0)
 
 
 async def test_instances_starting_together_create_the_schema_once(url: str) -> None:
-    """Stores opened at the same moment on an empty schema all start, at schema version 1."""
+    """Stores opened at the same moment on an empty schema all start, at the current version."""
     stores = await asyncio.gather(*(open_store(url, wait_limit=2.0) for _ in range(6)))
     for store in stores:
         await store.close()
-    assert execute(url, "SELECT version FROM schema_version") == [(1,)]
+    assert execute(url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_a_schema_from_a_newer_version_is_refused_at_start(url: str) -> None:

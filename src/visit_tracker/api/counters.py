@@ -1,18 +1,33 @@
-"""Named counters under `/v1/counters/{namespace}/{key}`: one counter per page, site or thing."""
+"""Named counters under `/v1/counters/{namespace}/{key}`: one counter per page, site or thing.
 
+Anyone may hit, read, list and create counters. Setting, deleting and re-keying one takes its
+admin key — shown once, in the answer that created it — or the operator token, sent as
+`Authorization: Bearer …`.
+"""
+
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
-from pydantic import AfterValidator, BaseModel, Field
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from visit_tracker.api.deps import TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
-from visit_tracker.stores import CounterId
-from visit_tracker.stores.base import NAME_PATTERN
+from visit_tracker.api.schemas import (
+    NEEDS_ADMIN,
+    NOT_FOUND,
+    STORE_UNAVAILABLE,
+    STORE_UNCONFIRMED,
+    ErrorBody,
+)
+from visit_tracker.api.visits import utc_timestamp
+from visit_tracker.stores import CounterId, CounterRecord
+from visit_tracker.stores.base import LARGEST, NAME_PATTERN
 
 router = APIRouter(prefix="/v1/counters", tags=["counters"])
 
 NAME_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'"
+PAGE_SIZE, LARGEST_PAGE = 50, 1000
 
 
 def follows_name_rule(name: str) -> str:
@@ -31,6 +46,23 @@ def name_parameter(what: str) -> Any:  # fastapi.Path() is typed as returning An
 Namespace = Annotated[str, name_parameter("namespace"), AfterValidator(follows_name_rule)]
 Key = Annotated[str, name_parameter("key"), AfterValidator(follows_name_rule)]
 
+bearer = HTTPBearer(
+    auto_error=False,
+    description="The counter's admin key, or the operator token (VISIT_TRACKER_ADMIN_TOKEN).",
+)
+
+
+def credential(
+    authorization: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str | None:
+    """The bearer token the request carries, if any."""
+    return authorization.credentials if authorization else None
+
+
+Credential = Annotated[str | None, Depends(credential)]
+
+Value = Annotated[int, Field(ge=0, le=LARGEST, description="A count: 0 to 2**63 - 1.")]
+
 
 class CounterValue(BaseModel):
     namespace: str = Field(examples=["example.com"])
@@ -38,8 +70,162 @@ class CounterValue(BaseModel):
     value: int = Field(description="The counter's value, this hit included.", examples=[42])
 
 
+class Counter(BaseModel):
+    namespace: str = Field(examples=["example.com"])
+    key: str = Field(examples=["home"])
+    value: int = Field(examples=[42])
+    created_at: str = Field(
+        description="When the counter was created (its first hit): UTC, ISO-8601.",
+        examples=["2025-07-22T01:00:00.123Z"],
+    )
+    updated_at: str = Field(
+        description="When it last changed: UTC, ISO-8601.", examples=["2025-07-22T01:00:00.123Z"]
+    )
+    owned: bool = Field(
+        description="Whether the counter has an admin key. One that hits created has none "
+        "until the operator claims it."
+    )
+
+    @classmethod
+    def of(cls, record: CounterRecord) -> "Counter":
+        return cls(
+            namespace=record.counter.namespace,
+            key=record.counter.key,
+            value=record.value,
+            created_at=_timestamp(record.created_at),
+            updated_at=_timestamp(record.updated_at),
+            owned=record.admin_key_hash is not None,
+        )
+
+
+class NewCounter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Value = Field(
+        0, description="Where the count starts: the count of a counter you move here."
+    )
+
+
+class CreatedCounter(Counter):
+    admin_key: str = Field(
+        description="The counter's admin key, shown this once: only its hash is kept. Send it "
+        "as `Authorization: Bearer …` to set or delete the counter.",
+        examples=["fW9sS1o1cE0xZk5aR3pQb3l0aHlYZ0hhV2tQc1l6cA"],
+    )
+
+
+class NewValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Value
+
+
+class ValueChange(BaseModel):
+    old_value: int = Field(examples=[42])
+    value: int = Field(examples=[0])
+
+
+class AdminKey(BaseModel):
+    admin_key: str = Field(
+        description="The counter's new admin key, shown this once; the previous one no longer "
+        "works.",
+        examples=["fW9sS1o1cE0xZk5aR3pQb3l0aHlYZ0hhV2tQc1l6cA"],
+    )
+
+
+class CounterPage(BaseModel):
+    counters: list[Counter]
+    next_after: str | None = Field(
+        description="Pass as `after` for the next page; null on the last page.", examples=["home"]
+    )
+
+
+EXISTS: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "The counter exists already."}
+}
+
+
 @router.post("/{namespace}/{key}/hits", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
 async def hit(namespace: Namespace, key: Key, tracker: TrackerDep) -> CounterValue:
     """Count one hit on a counter, creating it on its first hit; answers its new value."""
     value = await tracker.visit(CounterId(namespace, key))
     return CounterValue(namespace=namespace, key=key, value=value)
+
+
+@router.get("/{namespace}/{key}", responses={**NOT_FOUND, **STORE_UNAVAILABLE})
+async def read(namespace: Namespace, key: Key, tracker: TrackerDep) -> Counter:
+    """A counter's value and when it was created and last changed."""
+    return Counter.of(await tracker.counter(CounterId(namespace, key)))
+
+
+@router.post(
+    "/{namespace}/{key}",
+    status_code=201,
+    responses={**EXISTS, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+)
+async def create(
+    namespace: Namespace, key: Key, tracker: TrackerDep, body: NewCounter | None = None
+) -> CreatedCounter:
+    """Create a counter, starting at `value` (0 by default). The answer holds its admin key,
+    shown this once."""
+    record, admin_key = await tracker.create(
+        CounterId(namespace, key), value=(body or NewCounter()).value
+    )
+    return CreatedCounter(**Counter.of(record).model_dump(), admin_key=admin_key)
+
+
+@router.put(
+    "/{namespace}/{key}",
+    responses={**NEEDS_ADMIN, **NOT_FOUND, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+)
+async def set_value(
+    namespace: Namespace, key: Key, body: NewValue, tracker: TrackerDep, token: Credential
+) -> ValueChange:
+    """Set a counter's value (its admin key or the operator token)."""
+    old = await tracker.set_value(CounterId(namespace, key), body.value, credential=token)
+    return ValueChange(old_value=old, value=body.value)
+
+
+@router.delete(
+    "/{namespace}/{key}",
+    status_code=204,
+    response_class=Response,
+    responses={**NEEDS_ADMIN, **NOT_FOUND, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+)
+async def delete(namespace: Namespace, key: Key, tracker: TrackerDep, token: Credential) -> None:
+    """Delete a counter (its admin key or the operator token). A later hit starts it afresh."""
+    await tracker.delete(CounterId(namespace, key), credential=token)
+
+
+@router.post(
+    "/{namespace}/{key}/admin-key",
+    responses={**NEEDS_ADMIN, **NOT_FOUND, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+)
+async def new_admin_key(
+    namespace: Namespace, key: Key, tracker: TrackerDep, token: Credential
+) -> AdminKey:
+    """Give a counter a new admin key: its owner replaces a leaked key; the operator claims a
+    counter that hits created, or takes one back for a user who lost the key."""
+    admin_key = await tracker.new_admin_key(CounterId(namespace, key), credential=token)
+    return AdminKey(admin_key=admin_key)
+
+
+@router.get("/{namespace}", responses=STORE_UNAVAILABLE)
+async def list_counters(
+    namespace: Namespace,
+    tracker: TrackerDep,
+    after: Annotated[
+        str, Query(max_length=64, description="List the keys after this one (see next_after).")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=LARGEST_PAGE, description="Counters per page.")] = (
+        PAGE_SIZE
+    ),
+) -> CounterPage:
+    """The counters of a namespace, in key order, a page at a time."""
+    records = await tracker.counters_in(namespace, after=after, limit=limit)
+    next_after = records[-1].counter.key if len(records) == limit else None
+    return CounterPage(counters=[Counter.of(r) for r in records], next_after=next_after)
+
+
+def _timestamp(unix_ms: int) -> str:
+    return utc_timestamp(datetime.fromtimestamp(unix_ms / 1000, UTC))

@@ -2,6 +2,10 @@
 
 Invalid input gives 422 with one `{"loc", "msg", "type"}` entry per problem, naming the field.
 
+A request the service refuses gets its own status: 404 (no such counter), 409 (the counter to
+create exists), 401 (a change without credential, with `WWW-Authenticate: Bearer`) or 403 (a
+credential that does not own the counter).
+
 A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
 was not counted and a retry will likely succeed. A store that took the write but whose answer was
 lost gives 504 without `Retry-After`: the visit may have been counted, and a blind retry could
@@ -16,7 +20,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from visit_tracker.errors import ShuttingDown, StoreError, StoreOutcomeUnknown
+from visit_tracker.errors import (
+    CounterExists,
+    CounterNotFound,
+    Forbidden,
+    Refused,
+    ShuttingDown,
+    StoreError,
+    StoreOutcomeUnknown,
+    Unauthenticated,
+)
 
 logger = logging.getLogger("visit_tracker")
 
@@ -53,6 +66,21 @@ async def shutting_down(_: Request, __: Exception) -> JSONResponse:
     )
 
 
+REFUSAL_STATUS: dict[type[Refused], int] = {
+    CounterNotFound: 404,
+    CounterExists: 409,
+    Unauthenticated: 401,
+    Forbidden: 403,
+}
+
+
+async def refused(_: Request, error: Exception) -> JSONResponse:
+    # Registered for Refused only; its message is written for the client.
+    status = REFUSAL_STATUS[type(cast(Refused, error))]
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": f"{str(error)[0].upper()}{str(error)[1:]}."}, status, headers)
+
+
 async def invalid_request(_: Request, error: Exception) -> JSONResponse:
     # Registered for RequestValidationError only; starlette types handlers for any Exception.
     problems_found = cast(RequestValidationError, error).errors()
@@ -76,6 +104,7 @@ EXPECTED: dict[type[Exception], Handler] = {
     StoreError: store_failed,
     StoreOutcomeUnknown: store_unconfirmed,
     ShuttingDown: shutting_down,
+    Refused: refused,
 }
 """Failures we anticipate, each with its answer."""
 

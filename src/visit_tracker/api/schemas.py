@@ -25,3 +25,19 @@ STORE_UNCONFIRMED: dict[int | str, dict[str, Any]] = {
         "not have been counted.",
     }
 }
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such counter."}
+}
+
+NEEDS_ADMIN: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "No credential: send `Authorization: Bearer` with the counter's admin key "
+        "or the operator token.",
+    },
+    403: {
+        "model": ErrorBody,
+        "description": "The credential is neither the counter's admin key nor the operator token.",
+    },
+}

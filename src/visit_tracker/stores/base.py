@@ -5,10 +5,14 @@ so that concurrent visits get distinct, gap-free numbers however they are batche
 """
 
 import re
+import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+LARGEST = 2**63 - 1
+"""The largest value and time every store keeps exactly (a signed 64-bit integer)."""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """What a namespace and a key look like (`fullmatch`): safe in URLs, keys and file names."""
@@ -43,6 +47,8 @@ class CounterRecord:
     """Unix time in milliseconds of the counter's first hit."""
     updated_at: int
     """Unix time in milliseconds of its latest change."""
+    admin_key_hash: str | None = None
+    """SHA-256 (hexadecimal) of the counter's admin key; None while nobody owns the counter."""
 
 
 class Store(Protocol):
@@ -60,6 +66,33 @@ class Store(Protocol):
         """Return the counter's current value, 0 if it was never hit."""
         ...
 
+    async def read(self, counter: CounterId) -> CounterRecord | None:
+        """Return the counter's record, None if it does not exist."""
+        ...
+
+    async def create(
+        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+    ) -> CounterRecord | None:
+        """Add the counter with this value and owner and return it; None, changing nothing, if
+        it exists."""
+        ...
+
+    async def update(
+        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+    ) -> CounterRecord | None:
+        """Set the value and/or the admin key that are given, in one atomic step; return the
+        record as it was before, or None, changing nothing, if the counter does not exist."""
+        ...
+
+    async def delete(self, counter: CounterId) -> bool:
+        """Remove the counter; whether it existed. A later hit starts it again from zero."""
+        ...
+
+    async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
+        """Up to `limit` counters of the namespace whose keys sort after `after`, in key order
+        (names are ASCII, so code point and byte order agree)."""
+        ...
+
     def export(self) -> AsyncIterator[CounterRecord]:
         """Every counter, in (namespace, key) order."""
         ...
@@ -75,6 +108,11 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release the store's connections; pending work has already been applied."""
         ...
+
+
+def now_ms() -> int:
+    """The current Unix time in milliseconds: the stores' timestamps."""
+    return int(time.time() * 1000)
 
 
 def tally(hits: Sequence[Hit]) -> Mapping[CounterId, int]:

@@ -61,7 +61,7 @@ T = TypeVar("T")
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -73,6 +73,7 @@ MIGRATIONS = {
             PRIMARY KEY (namespace, key)
         )
     """,
+    2: "ALTER TABLE counters ADD COLUMN admin_key_hash text",  # SHA-256, hexadecimal
 }
 
 VERSION_TABLE = """
@@ -105,17 +106,52 @@ UPSERT_ONE_COUNTER = """
 """The same for a batch of one counter (the usual case), cheaper to send and to plan."""
 
 RESTORE = """
-    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at)
-    SELECT namespace, key, value, created_at, updated_at
-    FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
-        WITH ORDINALITY AS record (namespace, key, value, created_at, updated_at, position)
+    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at, admin_key_hash)
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])
+        WITH ORDINALITY
+        AS record (namespace, key, value, created_at, updated_at, admin_key_hash, position)
     ORDER BY position
     ON CONFLICT (namespace, key) DO UPDATE SET
-        value = excluded.value, created_at = excluded.created_at, updated_at = excluded.updated_at
+        value = excluded.value, created_at = excluded.created_at,
+        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash
+"""
+
+READ = """
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    FROM counters WHERE namespace = %s AND key = %s
+"""
+
+CREATE = """
+    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
+    SELECT %s, %s, %s::bigint, clock.now_ms, clock.now_ms, %s::text
+    FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock
+    ON CONFLICT (namespace, key) DO NOTHING
+    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash
+"""
+
+UPDATE = """
+    UPDATE counters AS c SET value = coalesce(%s::bigint, c.value),
+        admin_key_hash = coalesce(%s::text, c.admin_key_hash),
+        updated_at = floor(extract(epoch FROM now()) * 1000)::bigint
+    FROM (
+        SELECT namespace, key, value, created_at, updated_at, admin_key_hash FROM counters
+        WHERE namespace = %s AND key = %s FOR UPDATE
+    ) AS old
+    WHERE c.namespace = old.namespace AND c.key = old.key
+    RETURNING old.namespace, old.key, old.value, old.created_at, old.updated_at,
+        old.admin_key_hash
+"""
+"""Returns the row as it was: the subquery locks it and reads it before the update."""
+
+LIST = """
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    FROM counters WHERE namespace = %s AND key > %s ORDER BY key LIMIT %s
 """
 
 EXPORT = """
-    SELECT namespace, key, value, created_at, updated_at FROM counters ORDER BY namespace, key
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    FROM counters ORDER BY namespace, key
 """
 
 OPEN_TIMEOUT = 10.0
@@ -213,6 +249,38 @@ class PostgresStore:
 
         return await self._run(read, writes=False)
 
+    async def read(self, counter: CounterId) -> CounterRecord | None:
+        return await self._one_record(READ, (counter.namespace, counter.key), writes=False)
+
+    async def create(
+        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+    ) -> CounterRecord | None:
+        arguments = (counter.namespace, counter.key, value, admin_key_hash)
+        return await self._one_record(CREATE, arguments, writes=True)
+
+    async def update(
+        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+    ) -> CounterRecord | None:
+        arguments = (value, admin_key_hash, counter.namespace, counter.key)
+        return await self._one_record(UPDATE, arguments, writes=True)
+
+    async def delete(self, counter: CounterId) -> bool:
+        async def write(connection: Connection) -> bool:
+            cursor = await connection.execute(
+                "DELETE FROM counters WHERE namespace = %s AND key = %s",
+                (counter.namespace, counter.key),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(write, writes=True)
+
+    async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
+        async def read(connection: Connection) -> list[CounterRecord]:
+            cursor = await connection.execute(LIST, (namespace, after, limit))
+            return [_record(row) for row in await cursor.fetchall()]
+
+        return await self._run(read, writes=False)
+
     async def export(self) -> AsyncIterator[CounterRecord]:
         # One server-side cursor: a single snapshot, fetched a chunk per round trip. Export is
         # not on the request path, so each step is bounded with a plain timeout.
@@ -229,10 +297,8 @@ class PostgresStore:
                         rows = await cursor.fetchmany(EXPORT_CHUNK)
                     if not rows:
                         return
-                    for namespace, key, value, created_at, updated_at in rows:
-                        yield CounterRecord(
-                            CounterId(namespace, key), value, created_at, updated_at
-                        )
+                    for row in rows:
+                        yield _record(row)
         except TimeoutError as error:
             raise StoreUnavailable(
                 f"PostgreSQL store {self._name} did not answer within {self._wait_limit:g} s"
@@ -255,6 +321,7 @@ class PostgresStore:
                     [r.value for r in ordered],
                     [r.created_at for r in ordered],
                     [r.updated_at for r in ordered],
+                    [r.admin_key_hash for r in ordered],
                 ),
             )
 
@@ -272,6 +339,18 @@ class PostgresStore:
         if self._abandoned:
             await asyncio.wait(self._abandoned, timeout=self._wait_limit)
         await self._pool.close()
+
+    async def _one_record(
+        self, statement: str, arguments: tuple[object, ...], *, writes: bool
+    ) -> CounterRecord | None:
+        """Run a statement that returns at most one counter's row; that counter's record."""
+
+        async def run(connection: Connection) -> CounterRecord | None:
+            cursor = await connection.execute(statement, arguments)
+            row = await cursor.fetchone()
+            return _record(row) if row else None
+
+        return await self._run(run, writes=writes)
 
     async def _run(self, operation: Callable[[Connection], Awaitable[T]], *, writes: bool) -> T:
         """Run one operation on a pooled connection, answering within the wait limit.
@@ -357,6 +436,11 @@ class PostgresStore:
         self._abandoned.add(task)
         task.add_done_callback(self._abandoned.discard)
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+def _record(row: TupleRow) -> CounterRecord:
+    namespace, key, value, created_at, updated_at, admin_key_hash = row
+    return CounterRecord(CounterId(namespace, key), value, created_at, updated_at, admin_key_hash)
 
 
 def _upsert(

@@ -32,7 +32,6 @@ Redis only with `appendonly yes` (`appendfsync always` keeps every acknowledged 
 
 import asyncio
 import re
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,14 @@ from visit_tracker.stores._redis_wire import (
     check,
     round_trip,
 )
-from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits, tally
+from visit_tracker.stores.base import (
+    CounterId,
+    CounterRecord,
+    Hit,
+    now_ms,
+    number_hits,
+    tally,
+)
 
 DEFAULT_PREFIX = "visit-tracker"
 PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -85,17 +91,53 @@ return values
 
 RESTORE = """
 -- KEYS: the counters' hashes, then (one server only) the index set.
--- ARGV: for each counter its value, created_at, updated_at and tag.
-local count = #ARGV / 4
+-- ARGV: for each counter its value, created_at, updated_at, tag and admin key hash ('' if none).
+local count = #ARGV / 5
 local index = KEYS[count + 1]
 for i = 1, count do
-    local at = 4 * (i - 1)
+    local at = 5 * (i - 1)
     redis.call('HSET', KEYS[i], 'value', ARGV[at + 1],
         'created_at', ARGV[at + 2], 'updated_at', ARGV[at + 3])
+    if ARGV[at + 5] == '' then
+        redis.call('HDEL', KEYS[i], 'admin_key_hash')
+    else
+        redis.call('HSET', KEYS[i], 'admin_key_hash', ARGV[at + 5])
+    end
     if index then redis.call('SADD', index, ARGV[at + 4]) end
 end
 return count
 """
+
+CREATE = """
+-- KEYS: the counter's hash, then (one server only) the index set.
+-- ARGV: the time in Unix ms, the value, the tag, the admin key hash ('' if none).
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'value', ARGV[2], 'created_at', ARGV[1], 'updated_at', ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'admin_key_hash', ARGV[4]) end
+if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[3]) end
+return 1
+"""
+
+UPDATE = """
+-- KEYS: the counter's hash. ARGV: the time in Unix ms, the new value and the new admin key
+-- hash, each '' to keep it. Replies the fields as they were, or nil if there is no counter.
+local old = redis.call('HMGET', KEYS[1], 'value', 'created_at', 'updated_at', 'admin_key_hash')
+if not old[1] then return false end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'value', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'admin_key_hash', ARGV[3]) end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+return old
+"""
+
+DELETE = """
+-- KEYS: the counter's hash, then (one server only) the index set. ARGV: the tag.
+local deleted = redis.call('DEL', KEYS[1])
+if KEYS[2] then redis.call('SREM', KEYS[2], ARGV[1]) end
+return deleted
+"""
+
+FIELDS = ("value", "created_at", "updated_at", "admin_key_hash")
+"""A counter's hash fields, in the order of `CounterRecord`'s."""
 
 T = TypeVar("T")
 
@@ -149,13 +191,22 @@ def _tag(counter: CounterId) -> str:
     return f"{quote(counter.namespace, safe='')}:{quote(counter.key, safe='')}"
 
 
+def _owner(record: CounterRecord) -> str:
+    return record.admin_key_hash or ""
+
+
 def _counter_of(tag: str) -> CounterId:
     namespace, key = tag.split(":")
     return CounterId(unquote(namespace), unquote(key))
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _record(counter: CounterId, fields: Sequence[bytes | None]) -> CounterRecord | None:
+    """The record of a counter from its hash's `FIELDS`; None if it has no value (no hash)."""
+    value, created_at, updated_at, admin_key_hash = fields
+    if value is None or created_at is None or updated_at is None:
+        return None
+    owner = admin_key_hash.decode() if admin_key_hash else None
+    return CounterRecord(counter, int(value), int(created_at), int(updated_at), owner)
 
 
 Work = dict[ConnectionSource, list[tuple[list[CounterId], Command]]]
@@ -208,7 +259,7 @@ class RedisStore:
         return store
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, now = tally(hits), _now_ms()
+        counts, now = tally(hits), now_ms()
         deadline = await self._ready()
         work = self._plan(
             HIT,
@@ -227,11 +278,47 @@ class RedisStore:
         (reply,) = await self._send(node, [("HGET", key, "value")], deadline=deadline)
         return int(check(reply, source=node) or 0)
 
+    async def read(self, counter: CounterId) -> CounterRecord | None:
+        deadline = await self._ready()
+        key = self._key(counter)
+        node = self._topology.node_for(key)
+        (reply,) = await self._send(node, [("HMGET", key, *FIELDS)], deadline=deadline)
+        return _record(counter, check(reply, source=node))
+
+    async def create(
+        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+    ) -> CounterRecord | None:
+        now = now_ms()
+        created = await self._script(
+            CREATE, counter, now, value, _tag(counter), admin_key_hash or "", index=True
+        )
+        return CounterRecord(counter, value, now, now, admin_key_hash) if created else None
+
+    async def update(
+        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+    ) -> CounterRecord | None:
+        new_value = "" if value is None else value
+        old = await self._script(UPDATE, counter, now_ms(), new_value, admin_key_hash or "")
+        return None if old is None else _record(counter, old)
+
+    async def delete(self, counter: CounterId) -> bool:
+        return bool(await self._script(DELETE, counter, _tag(counter), index=True))
+
+    async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
+        # A tag starts with the percent-encoded namespace, which holds no glob character.
+        pattern = f"{quote(namespace, safe='')}:*"
+        records = []
+        await self._ready()
+        for node in self._topology.primaries():
+            records.extend(await self._records_on(node, pattern=pattern, after=after))
+        records.sort(key=lambda record: record.counter.key)
+        return records[:limit]
+
     async def export(self) -> AsyncIterator[CounterRecord]:
         records: list[CounterRecord] = []
         await self._ready()
         for node in self._topology.primaries():
-            records.extend(await self._export_node(node))
+            records.extend(await self._records_on(node, pattern="*", after=""))
         records.sort(key=lambda record: (record.counter.namespace, record.counter.key))
         for record in records:
             yield record
@@ -240,7 +327,10 @@ class RedisStore:
         deadline = await self._ready()
         work = self._plan(
             RESTORE,
-            ((r.counter, (r.value, r.created_at, r.updated_at, _tag(r.counter))) for r in records),
+            (
+                (r.counter, (r.value, r.created_at, r.updated_at, _tag(r.counter), _owner(r)))
+                for r in records
+            ),
             prefix_args=(),
         )
         await self._run(work, deadline=deadline)
@@ -337,46 +427,62 @@ class RedisStore:
         unknown = [failure for failure in failures if isinstance(failure, StoreOutcomeUnknown)]
         raise (unknown or failures)[0]
 
-    async def _export_node(self, node: ConnectionSource) -> list[CounterRecord]:
-        if self._topology.single:
-            (members,) = await self._send(
-                node, [("SMEMBERS", self._index)], deadline=self._deadline()
-            )
-            keys = [f"{self._prefix}:{{{tag.decode()}}}" for tag in check(members, source=node)]
-        else:
-            keys = await self._scan(node)
+    async def _script(
+        self, script: str, counter: CounterId, *arguments: EncodableT, index: bool = False
+    ) -> Any:
+        """Run a script on one counter's hash (and, on one server, the index set if `index`);
+        its reply."""
+        deadline = await self._ready()
+        key = self._key(counter)
+        keys = [key, self._index] if index and self._topology.single else [key]
+        node = self._topology.node_for(key)
+        command: Command = ("EVAL", script, len(keys), *keys, *arguments)
+        (reply,) = await self._send(node, [command], deadline=deadline, writes=True)
+        return check(reply, source=node)
+
+    async def _records_on(
+        self, node: ConnectionSource, *, pattern: str, after: str
+    ) -> list[CounterRecord]:
+        """The records on one node of the counters whose tags match the glob `pattern` and
+        whose keys sort after `after`."""
+        tags = await self._tags_on(node, pattern)
+        counters = [c for c in map(_counter_of, tags) if c.key > after]
         records = []
-        for start in range(0, len(keys), EXPORT_CHUNK):
-            chunk = keys[start : start + EXPORT_CHUNK]
+        for start in range(0, len(counters), EXPORT_CHUNK):
+            chunk = counters[start : start + EXPORT_CHUNK]
             replies = await self._send(
                 node,
-                [("HMGET", key, "value", "created_at", "updated_at") for key in chunk],
+                [("HMGET", self._key(counter), *FIELDS) for counter in chunk],
                 deadline=self._deadline(),
             )
-            for key, reply in zip(chunk, replies, strict=True):
-                value, created_at, updated_at = check(reply, source=node)
-                if value is not None:  # deleted since it was listed
-                    counter = _counter_of(key[len(self._prefix) + 2 : -1])
-                    records.append(
-                        CounterRecord(counter, int(value), int(created_at), int(updated_at))
-                    )
+            for counter, reply in zip(chunk, replies, strict=True):
+                record = _record(counter, check(reply, source=node))
+                if record is not None:  # deleted since it was listed
+                    records.append(record)
         return records
 
-    async def _scan(self, node: ConnectionSource) -> list[str]:
-        """Every counter key on one cluster node."""
-        keys: list[str] = []
+    async def _tags_on(self, node: ConnectionSource, pattern: str) -> list[str]:
+        """The tags of the counters on one node that match the glob `pattern`: from the index
+        set on one server, from a scan of the node's keys on a cluster."""
+        if self._topology.single:
+            command: tuple[EncodableT, ...] = ("SSCAN", self._index)
+            match = pattern
+        else:
+            command, match = ("SCAN",), f"{self._prefix}:{{{pattern}}}"
+        found: list[str] = []
         cursor: bytes | int = 0
-        pattern = f"{self._prefix}:{{*}}"
         while True:
-            (reply,) = await self._send(
-                node,
-                [("SCAN", cursor, "MATCH", pattern, "COUNT", 1000, "TYPE", "hash")],
-                deadline=self._deadline(),
-            )
-            cursor, found = check(reply, source=node)
-            keys.extend(key.decode() for key in found)
+            scan = (*command, cursor, "MATCH", match, "COUNT", 1000)
+            if not self._topology.single:
+                scan = (*scan, "TYPE", "hash")
+            (reply,) = await self._send(node, [scan], deadline=self._deadline())
+            cursor, batch = check(reply, source=node)
+            found.extend(item.decode() for item in batch)
             if int(cursor) == 0:
-                return keys
+                break
+        if self._topology.single:
+            return found
+        return [key[len(self._prefix) + 2 : -1] for key in found]
 
     async def _send(
         self,

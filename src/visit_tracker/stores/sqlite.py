@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import TypeVar
 
 from visit_tracker.errors import StoreError, StoreOpenError, StoreUnavailable
-from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits, tally
+from visit_tracker.stores.base import (
+    CounterId,
+    CounterRecord,
+    Hit,
+    now_ms,
+    number_hits,
+    tally,
+)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -34,6 +41,7 @@ MIGRATIONS = {
             PRIMARY KEY (namespace, key)
         ) WITHOUT ROWID
     """,
+    2: "ALTER TABLE counters ADD COLUMN admin_key_hash TEXT",  # SHA-256, hexadecimal
 }
 
 UPSERT_HITS = """
@@ -45,10 +53,39 @@ UPSERT_HITS = """
 """
 
 RESTORE = """
-    INSERT INTO counters (namespace, key, value, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?)
+    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
+    VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (namespace, key) DO UPDATE SET
-        value = excluded.value, created_at = excluded.created_at, updated_at = excluded.updated_at
+        value = excluded.value, created_at = excluded.created_at,
+        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash
+"""
+
+CREATE = """
+    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (namespace, key) DO NOTHING
+    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash
+"""
+
+READ = """
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    FROM counters WHERE namespace = ? AND key = ?
+"""
+
+UPDATE = """
+    UPDATE counters SET value = coalesce(?, value),
+        admin_key_hash = coalesce(?, admin_key_hash), updated_at = ?
+    WHERE namespace = ? AND key = ?
+"""
+
+LIST = """
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    FROM counters WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?
+"""
+
+EXPORT = """
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    FROM counters ORDER BY namespace, key
 """
 
 OPEN_BUSY_TIMEOUT = 10.0
@@ -61,10 +98,6 @@ CHECKPOINT_INTERVAL = 0.5
 def _is_busy(error: sqlite3.Error) -> bool:
     primary_code = getattr(error, "sqlite_errorcode", 0) & 0xFF
     return primary_code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class SqliteStore:
@@ -89,7 +122,7 @@ class SqliteStore:
         return cls(path, connection, busy_timeout=busy_timeout)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, now = tally(hits), _now_ms()
+        counts, now = tally(hits), now_ms()
 
         def write() -> dict[CounterId, int]:
             totals = {}
@@ -111,20 +144,72 @@ class SqliteStore:
 
         return await self._run(read)
 
+    async def read(self, counter: CounterId) -> CounterRecord | None:
+        row = await self._run(
+            lambda: self._db.execute(READ, (counter.namespace, counter.key)).fetchone()
+        )
+        return _record(row) if row else None
+
+    async def create(
+        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+    ) -> CounterRecord | None:
+        now = now_ms()
+        row = (counter.namespace, counter.key, value, now, now, admin_key_hash)
+
+        def write() -> tuple[object, ...] | None:
+            with _write_transaction(self._db):
+                created: tuple[object, ...] | None = self._db.execute(CREATE, row).fetchone()
+            return created
+
+        created = await self._run(write)
+        return _record(created) if created else None
+
+    async def update(
+        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+    ) -> CounterRecord | None:
+        where = (counter.namespace, counter.key)
+
+        def write() -> tuple[object, ...] | None:
+            with _write_transaction(self._db):
+                old: tuple[object, ...] | None = self._db.execute(READ, where).fetchone()
+                if old is not None:
+                    self._db.execute(UPDATE, (value, admin_key_hash, now_ms(), *where))
+            return old
+
+        old = await self._run(write)
+        return _record(old) if old else None
+
+    async def delete(self, counter: CounterId) -> bool:
+        def write() -> bool:
+            with _write_transaction(self._db):
+                deleted = self._db.execute(
+                    "DELETE FROM counters WHERE namespace = ? AND key = ?",
+                    (counter.namespace, counter.key),
+                )
+            return deleted.rowcount > 0
+
+        return await self._run(write)
+
+    async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
+        rows = await self._run(lambda: self._db.execute(LIST, (namespace, after, limit)).fetchall())
+        return [_record(row) for row in rows]
+
     async def export(self) -> AsyncIterator[CounterRecord]:
         # A snapshot: one read transaction sees every counter as of one moment.
-        rows = await self._run(
-            lambda: self._db.execute(
-                "SELECT namespace, key, value, created_at, updated_at FROM counters "
-                "ORDER BY namespace, key"
-            ).fetchall()
-        )
-        for namespace, key, value, created_at, updated_at in rows:
-            yield CounterRecord(CounterId(namespace, key), value, created_at, updated_at)
+        rows = await self._run(lambda: self._db.execute(EXPORT).fetchall())
+        for row in rows:
+            yield _record(row)
 
     async def restore(self, records: Sequence[CounterRecord]) -> None:
         rows = [
-            (r.counter.namespace, r.counter.key, r.value, r.created_at, r.updated_at)
+            (
+                r.counter.namespace,
+                r.counter.key,
+                r.value,
+                r.created_at,
+                r.updated_at,
+                r.admin_key_hash,
+            )
             for r in records
         ]
 
@@ -172,6 +257,17 @@ class SqliteStore:
                     await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             checkpointer.close()
+
+
+def _record(row: Sequence[object]) -> CounterRecord:
+    namespace, key, value, created_at, updated_at, admin_key_hash = row
+    return CounterRecord(
+        CounterId(str(namespace), str(key)),
+        int(value),  # type: ignore[call-overload]
+        int(created_at),  # type: ignore[call-overload]
+        int(updated_at),  # type: ignore[call-overload]
+        None if admin_key_hash is None else str(admin_key_hash),
+    )
 
 
 @contextlib.contextmanager
