@@ -6,11 +6,11 @@ from fastapi import APIRouter, Path
 from pydantic import AfterValidator, BaseModel, Field
 
 from visit_tracker.api.deps import TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
+from visit_tracker.api.schemas import BODY_TOO_LARGE, STORE_UNAVAILABLE, STORE_UNCONFIRMED
 from visit_tracker.stores import CounterId
 from visit_tracker.stores.base import NAME_PATTERN
 
-router = APIRouter(prefix="/v1/counters", tags=["counters"])
+router = APIRouter(prefix="/v1/counters", tags=["counters"], responses=BODY_TOO_LARGE)
 
 NAME_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'"
 
