@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import IO
 
 import httpx2
+import psutil
 
 START_TIMEOUT = 30.0
 
@@ -40,6 +41,11 @@ class Server:
 
     def wait(self, timeout: float = 30.0) -> int:
         return self.process.wait(timeout=timeout)
+
+    def workers(self) -> list[psutil.Process]:
+        """The worker processes that serve requests (not multiprocessing's resource tracker)."""
+        children = psutil.Process(self.process.pid).children()
+        return [child for child in children if "resource_tracker" not in " ".join(child.cmdline())]
 
 
 def command(*arguments: str) -> list[str]:

@@ -55,6 +55,7 @@ def test_wrong_method_is_a_json_405(client: TestClient) -> None:
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
     assert response.headers["allow"] == "POST"
+    assert client.delete("/stats").headers["allow"] == "GET"
 
 
 def test_probes_answer_ok(client: TestClient) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.conftest import NewStoreUrl
 from tests.server import Server, command, running_server
 
 CONNECTIONS = 100
@@ -82,9 +83,15 @@ def test_the_count_survives_a_restart(tmp_path: Path) -> None:
         assert httpx2.post(f"{server.url}/visit").json() == {"visits": 26}
 
 
-def test_sigkill_under_load_loses_no_acknowledged_visit(tmp_path: Path) -> None:
-    """Killing every process mid-load keeps every visit that got a 200, each with its own number."""
-    store = f"sqlite:///{tmp_path}/v.db"
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgresql"])
+def test_sigkill_under_load_loses_no_acknowledged_visit(
+    kind: str, new_store_url: NewStoreUrl
+) -> None:
+    """Killing every server process mid-load keeps every visit that got a 200, each with its own
+    number, whether the store is a local file or a networked Redis or PostgreSQL."""
+    # Only the server's processes die: the networked stores keep running (their own crashes
+    # are in test_soak.py, test_redis_service.py and test_postgres_server.py).
+    store = new_store_url(kind)
     with running_server("--workers", "2", "--store", store) as server:
         acknowledged = asyncio.run(visit_until_refused(server.url, then=server.kill_all, after=500))
     assert len(acknowledged) >= 500

@@ -14,17 +14,20 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from visit_tracker.api.deps import TrackerDep
 from visit_tracker.api.schemas import (
+    BODY_TOO_LARGE,
     NEEDS_ADMIN,
     NOT_FOUND,
     STORE_UNAVAILABLE,
     STORE_UNCONFIRMED,
+    UNREADABLE_BODY,
     ErrorBody,
+    Responses,
 )
 from visit_tracker.api.visits import utc_timestamp
 from visit_tracker.stores import CounterId, CounterRecord
-from visit_tracker.stores.base import LARGEST, NAME_PATTERN
+from visit_tracker.stores.base import NAME_PATTERN
 
-router = APIRouter(prefix="/v1/counters", tags=["counters"])
+router = APIRouter(prefix="/v1/counters", tags=["counters"], responses=BODY_TOO_LARGE)
 
 NAME_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'"
 PAGE_SIZE, LARGEST_PAGE = 50, 1000
@@ -61,7 +64,13 @@ def credential(
 
 Credential = Annotated[str | None, Depends(credential)]
 
-Value = Annotated[int, Field(ge=0, le=LARGEST, description="A count: 0 to 2**63 - 1.")]
+LARGEST_SET = 2**53 - 1
+"""The largest value a client may set: the largest whole number a JSON number is sure to carry
+exactly (JavaScript's, and every double's). Hits may count beyond it, up to the stores' limit."""
+
+Value = Annotated[
+    int, Field(ge=0, le=LARGEST_SET, description="A count: 0 to 2**53 - 1 (9007199254740991).")
+]
 
 
 class CounterValue(BaseModel):
@@ -140,9 +149,7 @@ class CounterPage(BaseModel):
     )
 
 
-EXISTS: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "The counter exists already."}
-}
+EXISTS: Responses = {409: {"model": ErrorBody, "description": "The counter exists already."}}
 
 
 @router.post("/{namespace}/{key}/hits", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
@@ -161,7 +168,7 @@ async def read(namespace: Namespace, key: Key, tracker: TrackerDep) -> Counter:
 @router.post(
     "/{namespace}/{key}",
     status_code=201,
-    responses={**EXISTS, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+    responses={**UNREADABLE_BODY, **EXISTS, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
 )
 async def create(
     namespace: Namespace, key: Key, tracker: TrackerDep, body: NewCounter | None = None
@@ -176,7 +183,13 @@ async def create(
 
 @router.put(
     "/{namespace}/{key}",
-    responses={**NEEDS_ADMIN, **NOT_FOUND, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+    responses={
+        **UNREADABLE_BODY,
+        **NEEDS_ADMIN,
+        **NOT_FOUND,
+        **STORE_UNAVAILABLE,
+        **STORE_UNCONFIRMED,
+    },
 )
 async def set_value(
     namespace: Namespace, key: Key, body: NewValue, tracker: TrackerDep, token: Credential

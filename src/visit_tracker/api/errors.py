@@ -19,6 +19,8 @@ from typing import cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from visit_tracker.errors import (
     CounterExists,
@@ -95,6 +97,34 @@ async def invalid_request(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": problems}, status_code=422)
 
 
+async def http_error(request: Request, error: Exception) -> JSONResponse:
+    """The framework's own refusals (404, 405, 400), as it answers them, except that a 405's
+    `Allow` lists every method the path serves: the router names only the first route it
+    found for the path, and several routes may share one (GET and PUT of a counter)."""
+    # Registered for HTTPException only; starlette types handlers for any Exception.
+    refusal = cast(HTTPException, error)
+    headers = dict(refusal.headers or {})
+    if refusal.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return JSONResponse({"detail": refusal.detail}, refusal.status_code, headers)
+
+
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route fully matches for the request's path, asked of each route (the
+    framework keeps included routers' routes nested)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
 async def unexpected(request: Request, error: Exception) -> JSONResponse:
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return JSONResponse({"detail": "Internal server error."}, status_code=500)
@@ -118,4 +148,5 @@ def install(app: FastAPI) -> None:
     for kind, handler in EXPECTED.items():
         app.add_exception_handler(kind, handler)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from visit_tracker.api.deps import MetricsDep, TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE
+from visit_tracker.api.schemas import BODY_TOO_LARGE, STORE_UNAVAILABLE
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=BODY_TOO_LARGE)
 
 
 class Status(BaseModel):

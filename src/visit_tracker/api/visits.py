@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 from visit_tracker.api.deps import TrackerDep
 from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
 
+# Unlike the other routers, no 413 (BODY_TOO_LARGE): both routes are answered in front of the
+# framework and its body limit, and read no body.
 router = APIRouter(tags=["visits"])
 
 
