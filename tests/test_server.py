@@ -162,6 +162,10 @@ def test_an_open_store_stays_unchanged_by_a_refused_start(tmp_path: Path) -> Non
         (("--workers", "0"), "VISIT_TRACKER_WORKERS (--workers): Input should be greater"),
         (("--store", "ftp://x"), "unknown store 'ftp://x'"),
         (("--store", "memory://", "--workers", "2"), "2 workers would each count on their own"),
+        (
+            ("--trusted-proxies", "127.0.0.1,localhost"),
+            "VISIT_TRACKER_TRUSTED_PROXIES (--trusted-proxies): 'localhost' is neither",
+        ),
     ],
 )
 def test_invalid_settings_stop_the_start_with_one_line(

@@ -36,7 +36,13 @@ def test_settings_survive_the_trip_through_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Settings exported for worker processes read back as the same settings."""
-    original = load_settings(port=9100, workers=2, access_log=True, store_timeout=0.5)
+    original = load_settings(
+        port=9100,
+        workers=2,
+        access_log=True,
+        store_timeout=0.5,
+        trusted_proxies="10.0.0.0/8, 192.0.2.10,fd00::/64",
+    )
     for name, value in original.as_environment().items():
         monkeypatch.setenv(name, value)
     assert load_settings() == original
@@ -52,6 +58,13 @@ def test_settings_survive_the_trip_through_the_environment(
         ({"store_timeout": 0}, "VISIT_TRACKER_STORE_TIMEOUT (--store-timeout)"),
         ({"log_level": "loud"}, "VISIT_TRACKER_LOG_LEVEL (--log-level): Input should be"),
         ({"store": "memory://", "workers": 4}, "4 workers would each count on their own"),
+        (
+            {"trusted_proxies": "10.0.0.1,nginx"},
+            "VISIT_TRACKER_TRUSTED_PROXIES (--trusted-proxies): 'nginx' is neither an IP address",
+        ),
+        ({"trusted_proxies": "10.0.0.1/8"}, "'10.0.0.1/8' has host bits set: write the network"),
+        ({"trusted_proxies": "*"}, "'*' is neither an IP address nor a CIDR network"),
+        ({"trusted_proxies": "10.0.0.1,"}, "an entry is empty"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -68,3 +81,12 @@ def test_a_misspelt_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VISIT_TRACKER_PROT", "9000")
     with pytest.raises(ConfigError, match="unknown setting VISIT_TRACKER_PROT; known: "):
         load_settings()
+
+
+def test_trusted_proxies_are_read_as_addresses_and_networks() -> None:
+    """The proxy list is kept in one form: no spaces, a lone address without its prefix."""
+    given = " 10.0.0.0/8, 192.0.2.10/32 ,2001:DB8::/32,::1"
+    assert load_settings(trusted_proxies=given).trusted_proxies == (
+        "10.0.0.0/8,192.0.2.10,2001:db8::/32,::1"
+    )
+    assert load_settings().trusted_proxies == ""

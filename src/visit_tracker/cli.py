@@ -100,6 +100,7 @@ def serve(
     request_timeout: Annotated[float | None, typer.Option(help=describe("request_timeout"))] = None,
     max_concurrency: Annotated[int | None, typer.Option(help=describe("max_concurrency"))] = None,
     shutdown_timeout: Annotated[int | None, typer.Option(help=describe("shutdown_timeout"))] = None,
+    trusted_proxies: Annotated[str | None, typer.Option(help=describe("trusted_proxies"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -115,6 +116,7 @@ def serve(
         "request_timeout": request_timeout,
         "max_concurrency": max_concurrency,
         "shutdown_timeout": shutdown_timeout,
+        "trusted_proxies": trusted_proxies,
     }
     try:
         settings = load_settings(

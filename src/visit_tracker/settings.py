@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from visit_tracker.api.proxies import parse_trusted_proxies, written
 from visit_tracker.errors import ConfigError
 from visit_tracker.logs import LogFormat
 from visit_tracker.stores import check_store_url
@@ -63,11 +64,21 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Reverse proxies (IP addresses and CIDR networks, comma-separated) whose "
+        "X-Forwarded-For and X-Forwarded-Proto name the client and scheme; empty trusts none.",
+    )
 
     @field_validator("store")
     @classmethod
     def _known_store(cls, url: str) -> str:
         return check_store_url(url)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, text: str) -> str:
+        return ",".join(written(network) for network in parse_trusted_proxies(text))
 
     @field_validator("log_level", mode="before")
     @classmethod
