@@ -4,6 +4,7 @@ import asyncio
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,13 @@ from tests.server import Server, command, running_server
 CONNECTIONS = 100
 
 
-async def send_visits(url: str, count: int) -> list[int]:
-    """POST /visit `count` times over CONNECTIONS concurrent connections; return the values."""
+async def send_visits(url: str, count: int, *, verify: ssl.SSLContext | bool = True) -> list[int]:
+    """POST /visit `count` times over CONNECTIONS concurrent connections; return the values.
+
+    `verify` is the TLS context that checks an https server's certificate.
+    """
     limits = httpx2.Limits(max_connections=CONNECTIONS)
-    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=30, verify=verify) as client:
         gate = asyncio.Semaphore(CONNECTIONS)
 
         async def one() -> int:
