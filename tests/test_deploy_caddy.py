@@ -57,8 +57,8 @@ def render(caddyfile: str, *, http: int, https: int, upstreams: list[str]) -> st
     caddyfile = substitute(caddyfile, r"^counter\.example\.com \{$", "127.0.0.1 {")
     return substitute(
         caddyfile,
-        r"reverse_proxy 127\.0\.0\.1:8081 127\.0\.0\.1:8082 \{",
-        f"reverse_proxy {' '.join(upstreams)} {{",
+        r"^\treverse_proxy 127\.0\.0\.1:8081 \{",
+        f"\treverse_proxy {' '.join(upstreams)} {{",
     )
 
 
@@ -125,8 +125,8 @@ def test_https_through_caddy_counts_every_visit_once_past_a_dead_instance(
     tmp_path: Path,
 ) -> None:
     """500 concurrent POST /visit over verified HTTPS through Caddy, whose /readyz health check
-    finds one of its two upstreams dead, get exactly 1..500; the app sees https; plain HTTP is
-    redirected."""
+    finds a second, dead upstream, get exactly 1..500; the app sees https; /metrics is not
+    public; plain HTTP is redirected."""
     dead = f"127.0.0.1:{free_port()}"
     store = f"sqlite:///{tmp_path}/visits.db"
     with (
@@ -144,6 +144,10 @@ def test_https_through_caddy_counts_every_visit_once_past_a_dead_instance(
             307,
             f"{caddy.https}/stats",
         )
+        hidden = httpx2.get(f"{caddy.https}/metrics", verify=caddy.tls)
+        assert (hidden.status_code, hidden.json()) == (404, {"detail": "Not Found"})
+        assert hidden.headers["content-type"] == "application/json"
+        assert "visit_tracker_visits_total" in httpx2.get(f"{app.url}/metrics").text
         plain = httpx2.post(f"{caddy.http}/visit")
         assert (plain.status_code, plain.headers["location"]) == (308, "https://127.0.0.1/visit")
     assert f"http://{dead}/readyz" in (tmp_path / "caddy.log").read_text()

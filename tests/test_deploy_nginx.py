@@ -150,7 +150,8 @@ def test_two_instances_behind_nginx_count_every_visit_once(store_url: str, tmp_p
 
 def test_https_through_nginx_on_sqlite_counts_every_visit_once(tmp_path: Path) -> None:
     """500 concurrent POST /visit over verified HTTPS get exactly 1..500, /stats through nginx
-    says 500, answers carry HSTS, and plain HTTP is redirected to HTTPS with the method kept."""
+    says 500, answers carry HSTS, /metrics is not public, and plain HTTP is redirected to HTTPS
+    with the method kept."""
     store = f"sqlite:///{tmp_path}/visits.db"
     with (
         running_server("--workers", "2", "--store", store, "--trusted-proxies", NGINX) as app,
@@ -162,6 +163,10 @@ def test_https_through_nginx_on_sqlite_counts_every_visit_once(tmp_path: Path) -
         stats = httpx2.get(f"{nginx.https}/stats", verify=nginx.tls)
         assert stats.json()["total_visits"] == TLS_VISITS
         assert stats.headers["strict-transport-security"] == "max-age=63072000"
+        hidden = httpx2.get(f"{nginx.https}/metrics", verify=nginx.tls)
+        assert (hidden.status_code, hidden.json()) == (404, {"detail": "Not Found"})
+        assert hidden.headers["content-type"] == "application/json"
+        assert "visit_tracker_visits_total" in httpx2.get(f"{app.url}/metrics").text
         plain = httpx2.post(f"{nginx.http}/visit")
         # nginx forwards its `$host`, the request's host without a port.
         assert (plain.status_code, plain.headers["location"]) == (308, "https://127.0.0.1/visit")
