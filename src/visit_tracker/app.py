@@ -32,10 +32,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """The application for these settings (read from the environment when not given).
 
     The hottest routes are answered in front of the framework (see `fast_path`); the framework
-    serves, validates and documents everything, those routes included. `RequestObserver`,
-    gives every response a request id, counts and times every request for the metrics, and logs
-    requests when the access log is on. In front of everything, when proxies are trusted,
-    `behind_proxies` puts the client's own address and scheme in the scope.
+    serves, validates and documents everything, those routes included. `RequestObserver`, in
+    front of the framework, answers those routes, gives every response a request id, counts and
+    times every request for the metrics, and logs requests when the access log is on. In front
+    of everything, when proxies are trusted, `behind_proxies` puts the client's own address and
+    scheme in the scope.
     """
     settings = settings or Settings()
     metrics = Metrics()
