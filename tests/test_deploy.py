@@ -105,11 +105,16 @@ def compose_config() -> dict[str, Any]:
 
 
 def test_compose_serves_on_8080_through_nginx_to_scalable_instances() -> None:
-    """docker-compose accepts the file: nginx publishes 8080, the api publishes nothing itself."""
+    """docker-compose accepts the file: nginx publishes 8080, the api publishes nothing itself
+    and trusts the forwarded headers of its private network."""
     services = compose_config()["services"]
     assert {"published": 8080, "target": 8080} in services["nginx"]["ports"]
     assert "ports" not in services["api"]  # so that `--scale api=3` has no port clash
     assert services["api"]["environment"]["VISIT_TRACKER_STORE"] == "redis://redis:6379/0"
+    # nginx reaches the api from the project's network, inside Docker's private address pools.
+    assert services["api"]["environment"]["VISIT_TRACKER_TRUSTED_PROXIES"] == (
+        "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+    )
     (config_mount,) = services["nginx"]["volumes"]
     assert config_mount.endswith("/deploy/nginx-compose.conf:/etc/nginx/nginx.conf:ro")
 

@@ -4,6 +4,7 @@ import asyncio
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +18,13 @@ from tests.server import Server, command, running_server
 CONNECTIONS = 100
 
 
-async def send_visits(url: str, count: int) -> list[int]:
-    """POST /visit `count` times over CONNECTIONS concurrent connections; return the values."""
+async def send_visits(url: str, count: int, *, verify: ssl.SSLContext | bool = True) -> list[int]:
+    """POST /visit `count` times over CONNECTIONS concurrent connections; return the values.
+
+    `verify` is the TLS context that checks an https server's certificate.
+    """
     limits = httpx2.Limits(max_connections=CONNECTIONS)
-    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=30, verify=verify) as client:
         gate = asyncio.Semaphore(CONNECTIONS)
 
         async def one() -> int:
@@ -169,6 +173,10 @@ def test_an_open_store_stays_unchanged_by_a_refused_start(tmp_path: Path) -> Non
         (("--workers", "0"), "VISIT_TRACKER_WORKERS (--workers): Input should be greater"),
         (("--store", "ftp://x"), "unknown store 'ftp://x'"),
         (("--store", "memory://", "--workers", "2"), "2 workers would each count on their own"),
+        (
+            ("--trusted-proxies", "127.0.0.1,localhost"),
+            "VISIT_TRACKER_TRUSTED_PROXIES (--trusted-proxies): 'localhost' is neither",
+        ),
     ],
 )
 def test_invalid_settings_stop_the_start_with_one_line(

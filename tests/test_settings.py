@@ -39,7 +39,12 @@ def test_settings_survive_the_trip_through_the_environment(
 ) -> None:
     """Settings exported for worker processes read back as the same settings."""
     original = load_settings(
-        port=9100, workers=2, access_log=True, store_timeout=0.5, admin_token=STRONG_TOKEN
+        port=9100,
+        workers=2,
+        access_log=True,
+        store_timeout=0.5,
+        trusted_proxies="10.0.0.0/8, 192.0.2.10,fd00::/64",
+        admin_token=STRONG_TOKEN,
     )
     for name, value in original.as_environment().items():
         monkeypatch.setenv(name, value)
@@ -56,6 +61,13 @@ def test_settings_survive_the_trip_through_the_environment(
         ({"store_timeout": 0}, "VISIT_TRACKER_STORE_TIMEOUT (--store-timeout)"),
         ({"log_level": "loud"}, "VISIT_TRACKER_LOG_LEVEL (--log-level): Input should be"),
         ({"store": "memory://", "workers": 4}, "4 workers would each count on their own"),
+        (
+            {"trusted_proxies": "10.0.0.1,nginx"},
+            "VISIT_TRACKER_TRUSTED_PROXIES (--trusted-proxies): 'nginx' is neither an IP address",
+        ),
+        ({"trusted_proxies": "10.0.0.1/8"}, "'10.0.0.1/8' has host bits set: write the network"),
+        ({"trusted_proxies": "*"}, "'*' is neither an IP address nor a CIDR network"),
+        ({"trusted_proxies": "10.0.0.1,"}, "an entry is empty"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -95,3 +107,12 @@ def test_a_weak_operator_token_is_refused_without_being_quoted(token: str) -> No
 def test_the_operator_token_never_shows_in_the_settings_repr() -> None:
     """Printing or logging the settings shows the operator token masked."""
     assert STRONG_TOKEN not in repr(load_settings(admin_token=STRONG_TOKEN))
+
+
+def test_trusted_proxies_are_read_as_addresses_and_networks() -> None:
+    """The proxy list is kept in one form: no spaces, a lone address without its prefix."""
+    given = " 10.0.0.0/8, 192.0.2.10/32 ,2001:DB8::/32,::1"
+    assert load_settings(trusted_proxies=given).trusted_proxies == (
+        "10.0.0.0/8,192.0.2.10,2001:db8::/32,::1"
+    )
+    assert load_settings().trusted_proxies == ""

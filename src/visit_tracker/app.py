@@ -14,6 +14,7 @@ from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.html_headers import HtmlSecurityHeaders
 from visit_tracker.api.observer import RequestObserver
+from visit_tracker.api.proxies import behind_proxies
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
@@ -31,9 +32,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """The application for these settings (read from the environment when not given).
 
     The hottest routes are answered in front of the framework (see `fast_path`); the framework
-    serves, validates and documents everything, those routes included. `RequestObserver`,
-    outermost, gives every response a request id, counts and times every request for the
-    metrics, and logs requests when the access log is on.
+    serves, validates and documents everything, those routes included. `RequestObserver`, in
+    front of the framework, answers those routes, gives every response a request id, counts and
+    times every request for the metrics, and logs requests when the access log is on. In front
+    of everything, when proxies are trusted, `behind_proxies` puts the client's own address and
+    scheme in the scope.
     """
     settings = settings or Settings()
     metrics = Metrics()
@@ -69,4 +72,5 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(ops.router)
     errors.install(app)
     framework = BodyLimit(HtmlSecurityHeaders(app), max_bytes=settings.max_body_size)
-    return RequestObserver(framework, metrics=metrics, access_log=log)
+    observed = RequestObserver(framework, metrics=metrics, access_log=log)
+    return behind_proxies(observed, trusted_proxies=settings.trusted_proxies)

@@ -101,6 +101,7 @@ def serve(
     max_concurrency: Annotated[int | None, typer.Option(help=describe("max_concurrency"))] = None,
     shutdown_timeout: Annotated[int | None, typer.Option(help=describe("shutdown_timeout"))] = None,
     admin_token: Annotated[str | None, typer.Option(help=describe("admin_token"))] = None,
+    trusted_proxies: Annotated[str | None, typer.Option(help=describe("trusted_proxies"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -117,6 +118,7 @@ def serve(
         "max_concurrency": max_concurrency,
         "shutdown_timeout": shutdown_timeout,
         "admin_token": admin_token,
+        "trusted_proxies": trusted_proxies,
     }
     try:
         settings = load_settings(

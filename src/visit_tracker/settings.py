@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from visit_tracker.api.proxies import parse_trusted_proxies, written
 from visit_tracker.errors import ConfigError
 from visit_tracker.logs import LogFormat
 from visit_tracker.stores import check_store_url
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
         f"{TOKEN_LENGTH} characters with {TOKEN_VARIETY} different ones (e.g. `openssl rand "
         "-base64 32`). Prefer the variable: a flag shows in the process list.",
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Reverse proxies (IP addresses and CIDR networks, comma-separated) whose "
+        "X-Forwarded-For and X-Forwarded-Proto name the client and scheme; empty trusts none.",
+    )
 
     @field_validator("store")
     @classmethod
@@ -91,6 +97,11 @@ class Settings(BaseSettings):
                     f"with {TOKEN_VARIETY} different ones, e.g. from `openssl rand -base64 32`"
                 )
         return token
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, text: str) -> str:
+        return ",".join(written(network) for network in parse_trusted_proxies(text))
 
     @field_validator("log_level", mode="before")
     @classmethod

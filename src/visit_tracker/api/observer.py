@@ -1,4 +1,5 @@
-"""Request ids, metrics and the access log, outermost, so that the direct routes get them too.
+"""Request ids, metrics and the access log, in front of the framework, so that the direct
+routes get them too. Only the trusted-proxies layer (see `proxies`), when on, comes before.
 
 Every HTTP response carries an `X-Request-ID`: the client's own when it sent a usable one (at
 most 128 characters from `A-Z a-z 0-9 . _ : = + / -`, so it can go into a log line as it is),

@@ -1,0 +1,136 @@
+"""The client's address and scheme behind the reverse proxies the operator trusts.
+
+A request whose socket peer is a trusted proxy gets `scope["client"]` from `X-Forwarded-For`
+and `scope["scheme"]` from `X-Forwarded-Proto`. Each proxy appends the address it received the
+request from, and anything further left may have been written by the client itself, so the
+client is the right-most address that is not itself a trusted proxy. From any other peer both
+headers are ignored: a client can send whatever it likes. Everything after this layer, the
+direct routes included, reads the client's address from `scope["client"][0]` alone, and finds
+a valid IP address there.
+
+Why not granian's `granian.utils.proxies.wrap_asgi_with_proxy_headers`, which walks the same
+way: it returns a plain function, which ASGI tools that tell ASGI 3 apps by their being
+coroutine functions (starlette's TestClient, uvicorn) take for an ASGI 2 app; it misses IPv4
+proxies seen by a server listening on `::`, where they appear as IPv4-mapped IPv6 addresses
+(`::ffff:10.0.0.1`); it ignores `X-Forwarded-Proto` sent without `X-Forwarded-For`; and it can
+hand on as the client an entry that is no address at all.
+"""
+
+import ipaddress
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+FORWARDED_FOR = b"x-forwarded-for"
+FORWARDED_PROTO = b"x-forwarded-proto"
+SCHEMES = frozenset({"http", "https"})
+UNKNOWN_PORT = 0
+"""The client's port is not forwarded; 0 says so, as other ASGI servers do."""
+
+
+def parse_trusted_proxies(text: str) -> list[Network]:
+    """The networks of a comma-separated list of IP addresses and CIDR networks ("" is none).
+
+    Raises `ValueError` naming the first entry that is neither; a network written with host
+    bits set (`10.0.0.1/8`) is refused rather than guessed at.
+    """
+    if not text.strip():
+        return []
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            raise ValueError("an entry is empty: a comma too many?")
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError:
+            raise ValueError(problem_with(entry)) from None
+    return networks
+
+
+def problem_with(entry: str) -> str:
+    """Why `entry`, which `ipaddress.ip_network` refused, is not a trusted proxy."""
+    try:
+        loose = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return f"{entry!r} is neither an IP address nor a CIDR network such as 10.0.0.0/8"
+    return f"{entry!r} has host bits set: write the network {loose} or one address"
+
+
+def written(network: Network) -> str:
+    """A network as written in settings: a lone address without its `/32` or `/128`."""
+    return str(network.network_address) if network.num_addresses == 1 else str(network)
+
+
+def address_of(text: str) -> Address | None:
+    """The IP address `text` holds, an IPv4-mapped IPv6 one as IPv4; None if it holds none."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class TrustedProxies:
+    """Puts the client's address and scheme, as trusted proxies forwarded them, in the scope."""
+
+    def __init__(self, app: ASGIApp, *, proxies: list[Network]) -> None:
+        self.app = app
+        # Lone addresses are looked up in a set; only real networks are searched one by one.
+        self.addresses = frozenset(n.network_address for n in proxies if n.num_addresses == 1)
+        self.networks = tuple(n for n in proxies if n.num_addresses > 1)
+
+    def is_trusted(self, address: Address) -> bool:
+        return address in self.addresses or any(address in net for net in self.networks)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            peer = scope.get("client")
+            peer_address = address_of(peer[0]) if peer else None
+            if peer_address is not None and self.is_trusted(peer_address):
+                self.believe_forwarded_headers(scope)
+        await self.app(scope, receive, send)
+
+    def believe_forwarded_headers(self, scope: Scope) -> None:
+        forwarded_for: list[str] = []
+        proto: str | None = None
+        for name, value in scope["headers"]:
+            if name == FORWARDED_FOR:
+                forwarded_for.append(value.decode("latin-1"))
+            elif name == FORWARDED_PROTO:
+                proto = value.decode("latin-1")
+        if forwarded_for:
+            client = self.client_in(",".join(forwarded_for))
+            if client is not None:
+                scope["client"] = (str(client), UNKNOWN_PORT)
+        if proto is not None:
+            # A chain of proxies may append: the last value is the one our peer vouches for.
+            scheme = proto.rpartition(",")[2].strip().lower()
+            if scheme in SCHEMES:
+                scope["scheme"] = scheme
+
+    def client_in(self, forwarded_for: str) -> Address | None:
+        """The right-most address of `forwarded_for` that no trusted proxy owns.
+
+        An entry that is no address ends the walk: no trusted proxy wrote it, so the hop to its
+        right, a trusted host itself, is the client. If every hop is trusted, the left-most is.
+        """
+        client = None
+        for hop in reversed(forwarded_for.split(",")):
+            address = address_of(hop)
+            if address is None:
+                break
+            client = address
+            if not self.is_trusted(address):
+                break
+        return client
+
+
+def behind_proxies(app: ASGIApp, *, trusted_proxies: str) -> ASGIApp:
+    """`app` reading client and scheme from the trusted proxies' headers; `app` itself, not
+    wrapped and so not slowed down, when no proxy is trusted."""
+    proxies = parse_trusted_proxies(trusted_proxies)
+    return TrustedProxies(app, proxies=proxies) if proxies else app

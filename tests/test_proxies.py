@@ -1,0 +1,175 @@
+"""Client address and scheme behind trusted proxies: believed from them, ignored from anyone else.
+
+The layer is checked as an ASGI app in front of a small app that reports the scope it was given
+(the product itself never reveals a client's address). The real app and the real server show
+the forwarded scheme where it is visible: the absolute URL of FastAPI's redirect of a path with
+a trailing slash.
+"""
+
+from collections.abc import Mapping
+
+import httpx2
+import pytest
+from fastapi.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+
+from tests.server import running_server
+from visit_tracker.api.observer import RequestObserver
+from visit_tracker.api.proxies import behind_proxies
+from visit_tracker.app import create_app
+from visit_tracker.settings import Settings
+
+PROXIES = "10.0.0.0/8,192.0.2.10,fd00:1::/64"
+"""A private network of proxies, one proxy elsewhere, an IPv6 network of proxies."""
+
+
+async def report_scope(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with the client address and scheme it was given, for the test to read."""
+    assert scope["type"] == "http"
+    body = f"{scope['client'][0]} {scope['scheme']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def seen(
+    *, peer: str, headers: Mapping[str, str] | list[tuple[str, str]], trusted: str = PROXIES
+) -> tuple[str, str]:
+    """The (client address, scheme) the app behind the layer sees for a request from `peer`."""
+    app = behind_proxies(report_scope, trusted_proxies=trusted)
+    # Not entered as a context: `report_scope` has no lifespan to run.
+    address, scheme = TestClient(app, client=(peer, 40000)).get("/", headers=headers).text.split()
+    return address, scheme
+
+
+def test_forwarded_headers_from_an_untrusted_client_are_ignored() -> None:
+    """A client that is no trusted proxy keeps its own address and scheme whatever it claims."""
+    spoofed = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"}
+    assert seen(peer="203.0.113.9", headers=spoofed) == ("203.0.113.9", "http")
+    assert seen(peer="2001:db8::9", headers=spoofed) == ("2001:db8::9", "http")
+
+
+def test_a_trusted_proxy_names_the_client_and_scheme() -> None:
+    """From a trusted proxy, X-Forwarded-For gives the client and X-Forwarded-Proto the scheme."""
+    forwarded = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"}
+    assert seen(peer="10.1.2.3", headers=forwarded) == ("198.51.100.7", "https")
+    assert seen(peer="192.0.2.10", headers=forwarded) == ("198.51.100.7", "https")
+
+
+@pytest.mark.parametrize(
+    ("headers", "client"),
+    [
+        # Two proxies: the outer one (192.0.2.10) appended the client it received the request from.
+        ([("X-Forwarded-For", "198.51.100.7, 192.0.2.10")], "198.51.100.7"),
+        # Whatever the client wrote itself stays left of what the first proxy appended.
+        (
+            [("X-Forwarded-For", "1.1.1.1, 8.8.8.8, 198.51.100.7, 192.0.2.10, 10.0.0.5")],
+            "198.51.100.7",
+        ),
+        # Proxies that add a header line each instead of appending to one.
+        (
+            [("X-Forwarded-For", "1.1.1.1, 198.51.100.7"), ("X-Forwarded-For", "10.0.0.5")],
+            "198.51.100.7",
+        ),
+        # Every hop a trusted proxy: the request came from inside; the earliest hop is its client.
+        ([("X-Forwarded-For", "10.9.9.9, 10.0.0.5")], "10.9.9.9"),
+        # No proxy writes a non-address: a trusted host sent it as a client, and is the client.
+        ([("X-Forwarded-For", "198.51.100.7, unknown, 10.0.0.5")], "10.0.0.5"),
+        # Nothing usable at all: the proxy itself stays the client.
+        ([("X-Forwarded-For", "198.51.100.7, unknown")], "10.0.0.1"),
+        ([("X-Forwarded-For", "")], "10.0.0.1"),
+    ],
+)
+def test_a_chain_of_proxies_resolves_to_the_rightmost_untrusted_address(
+    headers: list[tuple[str, str]], client: str
+) -> None:
+    """Walking X-Forwarded-For from the right, the first address no trusted proxy owns wins."""
+    assert seen(peer="10.0.0.1", headers=headers) == (client, "http")
+
+
+def test_ipv6_proxies_and_clients() -> None:
+    """IPv6 proxies are matched by network and IPv6 clients are read from X-Forwarded-For."""
+    forwarded = {"X-Forwarded-For": "2001:db8:5::7, fd00:1::3", "X-Forwarded-Proto": "https"}
+    assert seen(peer="fd00:1::2", headers=forwarded) == ("2001:db8:5::7", "https")
+    assert seen(peer="fd00:2::2", headers=forwarded) == ("fd00:2::2", "http")
+    # The address is written in its one canonical form, whatever form the proxy used.
+    forwarded = {"X-Forwarded-For": "2001:DB8:5:0:0::7"}
+    assert seen(peer="fd00:1::2", headers=forwarded) == ("2001:db8:5::7", "http")
+
+
+def test_an_ipv4_proxy_is_trusted_when_the_server_sees_it_as_ipv4_mapped_ipv6() -> None:
+    """A server on `::` sees IPv4 peers as ::ffff:a.b.c.d; a trusted IPv4 proxy stays trusted."""
+    forwarded = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"}
+    assert seen(peer="::ffff:10.1.2.3", headers=forwarded) == ("198.51.100.7", "https")
+    assert seen(peer="::ffff:192.0.2.10", headers=forwarded) == ("198.51.100.7", "https")
+    assert seen(peer="::ffff:192.0.2.11", headers=forwarded) == ("::ffff:192.0.2.11", "http")
+
+
+@pytest.mark.parametrize(
+    ("proto", "scheme"),
+    [
+        ("https", "https"),
+        ("HTTPS", "https"),
+        ("http", "http"),
+        ("javascript", "http"),
+        # Appended to by a chain: the value the trusted peer added, the last, counts.
+        ("http, https", "https"),
+    ],
+)
+def test_x_forwarded_proto_sets_only_a_real_scheme(proto: str, scheme: str) -> None:
+    """X-Forwarded-Proto from a trusted proxy becomes the scheme only if it is http or https."""
+    forwarded = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": proto}
+    assert seen(peer="10.0.0.1", headers=forwarded) == ("198.51.100.7", scheme)
+
+
+def test_x_forwarded_proto_counts_without_x_forwarded_for() -> None:
+    """A trusted proxy that forwards only the scheme changes the scheme, not the client."""
+    assert seen(peer="10.0.0.1", headers={"X-Forwarded-Proto": "https"}) == ("10.0.0.1", "https")
+
+
+def test_without_trusted_proxies_the_app_is_not_wrapped() -> None:
+    """With no proxy trusted the application is served as it is, so it pays nothing for this."""
+    assert behind_proxies(report_scope, trusted_proxies="") is report_scope
+    assert isinstance(create_app(Settings(store="memory://")), RequestObserver)
+
+
+@pytest.mark.parametrize(
+    ("peer", "location"),
+    [
+        ("10.0.0.1", "https://counter.example.com/healthz"),
+        ("203.0.113.9", "http://counter.example.com/healthz"),
+    ],
+)
+def test_the_app_builds_its_urls_with_the_scheme_a_trusted_proxy_forwarded(
+    peer: str, location: str
+) -> None:
+    """create_app honours X-Forwarded-Proto from a trusted proxy, and only from it."""
+    app = create_app(Settings(store="memory://", trusted_proxies=PROXIES))
+    forwarded = {
+        "Host": "counter.example.com",
+        "X-Forwarded-For": "198.51.100.7",
+        "X-Forwarded-Proto": "https",
+    }
+    with TestClient(app, client=(peer, 40000), follow_redirects=False) as client:
+        response = client.get("/healthz/", headers=forwarded)
+    assert response.status_code == 307
+    assert response.headers["location"] == location
+
+
+@pytest.mark.parametrize(
+    ("arguments", "scheme"),
+    [(("--trusted-proxies", "127.0.0.1"), "https"), ((), "http")],
+)
+def test_the_real_server_trusts_exactly_the_proxies_it_was_given(
+    arguments: tuple[str, ...], scheme: str
+) -> None:
+    """A served request from 127.0.0.1 has its forwarded scheme believed only if 127.0.0.1 is a
+    trusted proxy: the setting reaches the worker processes."""
+    forwarded = {
+        "Host": "counter.example.com",
+        "X-Forwarded-For": "198.51.100.7",
+        "X-Forwarded-Proto": "https",
+    }
+    with running_server("--store", "memory://", *arguments) as server:
+        response = httpx2.get(f"{server.url}/healthz/", headers=forwarded)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{scheme}://counter.example.com/healthz"
