@@ -12,8 +12,9 @@ from starlette.types import ASGIApp
 from visit_tracker import __version__
 from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
+from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
 from visit_tracker.api.html_headers import HtmlSecurityHeaders
-from visit_tracker.api.observer import RequestObserver
+from visit_tracker.api.observer import DirectAnswer, RequestObserver
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
@@ -69,4 +70,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(ops.router)
     errors.install(app)
     framework = BodyLimit(HtmlSecurityHeaders(app), max_bytes=settings.max_body_size)
-    return RequestObserver(framework, metrics=metrics, access_log=log)
+    return RequestObserver(
+        framework, direct_routes=direct_routes(), metrics=metrics, access_log=log
+    )
+
+
+def direct_routes() -> dict[tuple[str, str], DirectAnswer]:
+    """The routes answered in front of the framework."""
+    return {
+        method_and_path: direct_answer(endpoint) for method_and_path, endpoint in HOT_ROUTES.items()
+    }

@@ -15,6 +15,7 @@ from typing import cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from visit_tracker.errors import ShuttingDown, StoreError, StoreOutcomeUnknown
 
@@ -90,3 +91,19 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(kind, handler)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, unexpected)
+
+
+async def answer_failure(
+    error: Exception,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    extra_headers: list[tuple[bytes, bytes]],
+) -> int:
+    """Answer `error` as the framework's handlers would, adding `extra_headers`, for a route
+    answered in front of the framework; return the status sent."""
+    handler = handler_for(error) or unexpected
+    response = await handler(Request(scope), error)
+    response.raw_headers.extend(extra_headers)
+    await response(scope, receive, send)
+    return response.status_code
