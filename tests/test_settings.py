@@ -3,6 +3,7 @@
 import pytest
 
 from visit_tracker.errors import ConfigError
+from visit_tracker.rate_limits.limiter import buckets_url
 from visit_tracker.settings import Settings, load_settings
 
 
@@ -52,6 +53,10 @@ def test_settings_survive_the_trip_through_the_environment(
         ({"store_timeout": 0}, "VISIT_TRACKER_STORE_TIMEOUT (--store-timeout)"),
         ({"log_level": "loud"}, "VISIT_TRACKER_LOG_LEVEL (--log-level): Input should be"),
         ({"store": "memory://", "workers": 4}, "4 workers would each count on their own"),
+        ({"rate_limit_hits": -1}, "VISIT_TRACKER_RATE_LIMIT_HITS (--rate-limit-hits)"),
+        ({"rate_limit_admin_burst": 0}, "VISIT_TRACKER_RATE_LIMIT_ADMIN_BURST"),
+        ({"rate_limit_store": "postgresql://u@h/db"}, "unknown rate-limit store"),
+        ({"rate_limit_store": "redis://h:x"}, "bad Redis store URL"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -68,3 +73,20 @@ def test_a_misspelt_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VISIT_TRACKER_PROT", "9000")
     with pytest.raises(ConfigError, match="unknown setting VISIT_TRACKER_PROT; known: "):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("store", "rate_limit_store", "buckets"),
+    [
+        ("sqlite:///data/v.db", "auto", "memory://"),
+        ("redis://db:6379/0?prefix=site", "auto", "redis://db:6379/0?prefix=site"),
+        ("redis://db:6379/0", "memory://", "memory://"),
+        ("postgresql://u@db/visits", "redis://cache:6379/1", "redis://cache:6379/1"),
+    ],
+)
+def test_rate_limit_buckets_follow_a_redis_store_unless_told(
+    store: str, rate_limit_store: str, buckets: str
+) -> None:
+    """`auto` keeps buckets in the store's Redis if it is one, else in each process."""
+    settings = load_settings(store=store, rate_limit_store=rate_limit_store)
+    assert buckets_url(settings) == buckets

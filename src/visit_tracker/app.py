@@ -15,8 +15,11 @@ from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
 from visit_tracker.api.html_headers import HtmlSecurityHeaders
 from visit_tracker.api.observer import DirectAnswer, RequestObserver
+from visit_tracker.api.rate_limits import RateLimitFields, limit_directly, route_class
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
+from visit_tracker.rate_limits import RateLimiter
+from visit_tracker.rate_limits.limiter import quotas
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings
 
@@ -26,6 +29,7 @@ logger = logging.getLogger("visit_tracker")
 class State(TypedDict):
     tracker: Tracker
     metrics: Metrics
+    limiter: RateLimiter
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -34,7 +38,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     The hottest routes are answered in front of the framework (see `fast_path`); the framework
     serves, validates and documents everything, those routes included. `RequestObserver`,
     outermost, gives every response a request id, counts and times every request for the
-    metrics, and logs requests when the access log is on.
+    metrics, and logs requests when the access log is on. Then come the body size limit, the
+    HTML pages' security headers, and the rate limits' response fields.
     """
     settings = settings or Settings()
     metrics = Metrics()
@@ -45,14 +50,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         try:
-            async with Tracker.running(settings, metrics=metrics) as tracker:
+            async with (
+                Tracker.running(settings, metrics=metrics) as tracker,
+                RateLimiter.running(settings) as limiter,
+            ):
                 # What exists once started (modules, the app, its routes) lives as long as the
                 # process: spare it the garbage collector's full passes, which otherwise scan it
                 # all every few thousand requests and stall every connection meanwhile.
                 gc.collect()
                 gc.freeze()
                 logger.info("ready: store open")
-                yield {"tracker": tracker, "metrics": metrics}
+                yield {"tracker": tracker, "metrics": metrics, "limiter": limiter}
             logger.info("stopped: pending visits committed, store closed")
         finally:
             metrics.close()
@@ -69,14 +77,23 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(counters.router)
     app.include_router(ops.router)
     errors.install(app)
-    framework = BodyLimit(HtmlSecurityHeaders(app), max_bytes=settings.max_body_size)
+    framework = BodyLimit(
+        HtmlSecurityHeaders(RateLimitFields(app)), max_bytes=settings.max_body_size
+    )
     return RequestObserver(
-        framework, direct_routes=direct_routes(), metrics=metrics, access_log=log
+        framework, direct_routes=direct_routes(settings), metrics=metrics, access_log=log
     )
 
 
-def direct_routes() -> dict[tuple[str, str], DirectAnswer]:
-    """The routes answered in front of the framework."""
-    return {
-        method_and_path: direct_answer(endpoint) for method_and_path, endpoint in HOT_ROUTES.items()
-    }
+def direct_routes(settings: Settings) -> dict[tuple[str, str], DirectAnswer]:
+    """The routes answered in front of the framework, each with the rate limit of its class
+    (from its route's metadata) if that class is limited."""
+    limited = quotas(settings)
+    routes = {}
+    for method_and_path, endpoint in HOT_ROUTES.items():
+        answer = direct_answer(endpoint)
+        kind = route_class(visits.router, endpoint)
+        if kind is not None and kind in limited:
+            answer = limit_directly(answer, kind)
+        routes[method_and_path] = answer
+    return routes

@@ -100,6 +100,29 @@ def serve(
     request_timeout: Annotated[float | None, typer.Option(help=describe("request_timeout"))] = None,
     max_concurrency: Annotated[int | None, typer.Option(help=describe("max_concurrency"))] = None,
     shutdown_timeout: Annotated[int | None, typer.Option(help=describe("shutdown_timeout"))] = None,
+    rate_limit_visit: Annotated[
+        float | None, typer.Option(help=describe("rate_limit_visit"))
+    ] = None,
+    rate_limit_visit_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_visit_burst"))
+    ] = None,
+    rate_limit_hits: Annotated[float | None, typer.Option(help=describe("rate_limit_hits"))] = None,
+    rate_limit_hits_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_hits_burst"))
+    ] = None,
+    rate_limit_reads: Annotated[
+        float | None, typer.Option(help=describe("rate_limit_reads"))
+    ] = None,
+    rate_limit_reads_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_reads_burst"))
+    ] = None,
+    rate_limit_admin: Annotated[
+        float | None, typer.Option(help=describe("rate_limit_admin"))
+    ] = None,
+    rate_limit_admin_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_admin_burst"))
+    ] = None,
+    rate_limit_store: Annotated[str | None, typer.Option(help=describe("rate_limit_store"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -115,6 +138,15 @@ def serve(
         "request_timeout": request_timeout,
         "max_concurrency": max_concurrency,
         "shutdown_timeout": shutdown_timeout,
+        "rate_limit_visit": rate_limit_visit,
+        "rate_limit_visit_burst": rate_limit_visit_burst,
+        "rate_limit_hits": rate_limit_hits,
+        "rate_limit_hits_burst": rate_limit_hits_burst,
+        "rate_limit_reads": rate_limit_reads,
+        "rate_limit_reads_burst": rate_limit_reads_burst,
+        "rate_limit_admin": rate_limit_admin,
+        "rate_limit_admin_burst": rate_limit_admin_burst,
+        "rate_limit_store": rate_limit_store,
     }
     try:
         settings = load_settings(

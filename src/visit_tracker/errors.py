@@ -7,8 +7,14 @@ VisitTrackerError
 │   └── StoreOpenError      the store could not be opened at start (bad path, corrupt file)
 ├── StoreOutcomeUnknown     a write reached the store but its answer was lost: it may be applied
 ├── MalformedExport         a file given to `import` is not a valid export; nothing was imported
-└── ShuttingDown            the server is draining and takes no new visits
+├── ShuttingDown            the server is draining and takes no new visits
+└── RateLimited             a client made more requests than its quota allows; retry later
 """
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from visit_tracker.rate_limits import Decision
 
 
 class VisitTrackerError(Exception):
@@ -48,3 +54,11 @@ class MalformedExport(VisitTrackerError):
 
 class ShuttingDown(VisitTrackerError):
     """The server is shutting down and accepts no new visits."""
+
+
+class RateLimited(VisitTrackerError):
+    """A client made more requests than its quota allows; `decision` says when it may again."""
+
+    def __init__(self, decision: "Decision") -> None:
+        super().__init__(f"rate limited for {decision.retry_after} s")
+        self.decision = decision

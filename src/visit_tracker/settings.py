@@ -6,18 +6,30 @@ with a message naming the variable, the flag and the reason.
 
 import os
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visit_tracker.errors import ConfigError
 from visit_tracker.logs import LogFormat
-from visit_tracker.stores import check_store_url
+from visit_tracker.stores import REDIS_SCHEMES, check_store_url
 from visit_tracker.stores import is_shared as store_is_shared
 
 ENV_PREFIX = "VISIT_TRACKER_"
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+MAX_RATE = 1_000_000
+"""Requests a second: a bucket's arithmetic counts in microseconds."""
+
+
+def _rate(routes: str) -> str:
+    return f"Requests a second each client may make to {routes}; 0 turns the limit off."
+
+
+def _burst(routes: str) -> str:
+    return f"Requests each client may make at once to {routes}, before the rate holds it back."
 
 
 class Settings(BaseSettings):
@@ -63,10 +75,51 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(
         10, gt=0, le=300, description="Seconds to finish in-flight requests on SIGTERM."
     )
+    rate_limit_visit: float = Field(
+        0.0, ge=0, le=MAX_RATE, description=_rate("POST /visit and GET /stats")
+    )
+    rate_limit_visit_burst: int = Field(
+        100, ge=1, le=MAX_RATE, description=_burst("POST /visit and GET /stats")
+    )
+    rate_limit_hits: float = Field(
+        10.0, ge=0, le=MAX_RATE, description=_rate("the routes that count a hit")
+    )
+    rate_limit_hits_burst: int = Field(
+        60, ge=1, le=MAX_RATE, description=_burst("the routes that count a hit")
+    )
+    rate_limit_reads: float = Field(
+        50.0, ge=0, le=MAX_RATE, description=_rate("the routes that read named counters")
+    )
+    rate_limit_reads_burst: int = Field(
+        200, ge=1, le=MAX_RATE, description=_burst("the routes that read named counters")
+    )
+    rate_limit_admin: float = Field(
+        1.0, ge=0, le=MAX_RATE, description=_rate("the routes that create, set or delete counters")
+    )
+    rate_limit_admin_burst: int = Field(
+        10, ge=1, le=MAX_RATE, description=_burst("the routes that create, set or delete counters")
+    )
+    rate_limit_store: str = Field(
+        "auto",
+        description="Where rate-limit buckets live: auto (the store's Redis if the store is "
+        "one, else each process's memory), memory:// (each process's memory), or a "
+        "redis:// or redis+cluster:// URL, shared by every instance using it.",
+    )
 
     @field_validator("store")
     @classmethod
     def _known_store(cls, url: str) -> str:
+        return check_store_url(url)
+
+    @field_validator("rate_limit_store")
+    @classmethod
+    def _known_buckets_store(cls, url: str) -> str:
+        if url in {"auto", "memory://"}:
+            return url
+        if urlsplit(url).scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"unknown rate-limit store {url!r}: use auto, memory:// or a redis:// URL"
+            )
         return check_store_url(url)
 
     @field_validator("log_level", mode="before")

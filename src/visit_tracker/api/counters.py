@@ -6,7 +6,8 @@ from fastapi import APIRouter, Path
 from pydantic import AfterValidator, BaseModel, Field
 
 from visit_tracker.api.deps import TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
+from visit_tracker.api.rate_limits import HITS
+from visit_tracker.api.schemas import RATE_LIMITED, STORE_UNAVAILABLE, STORE_UNCONFIRMED
 from visit_tracker.stores import CounterId
 from visit_tracker.stores.base import NAME_PATTERN
 
@@ -38,7 +39,11 @@ class CounterValue(BaseModel):
     value: int = Field(description="The counter's value, this hit included.", examples=[42])
 
 
-@router.post("/{namespace}/{key}/hits", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
+@router.post(
+    "/{namespace}/{key}/hits",
+    dependencies=[HITS],
+    responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED},
+)
 async def hit(namespace: Namespace, key: Key, tracker: TrackerDep) -> CounterValue:
     """Count one hit on a counter, creating it on its first hit; answers its new value."""
     value = await tracker.visit(CounterId(namespace, key))

@@ -5,7 +5,8 @@ Invalid input gives 422 with one `{"loc", "msg", "type"}` entry per problem, nam
 A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
 was not counted and a retry will likely succeed. A store that took the write but whose answer was
 lost gives 504 without `Retry-After`: the visit may have been counted, and a blind retry could
-count it twice. Anything unexpected is logged and gives 500.
+count it twice. A client over its rate limit gets 429 with `Retry-After` and the RateLimit
+fields (see `visit_tracker.rate_limits`). Anything unexpected is logged and gives 500.
 """
 
 import logging
@@ -17,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from visit_tracker.errors import ShuttingDown, StoreError, StoreOutcomeUnknown
+from visit_tracker.errors import RateLimited, ShuttingDown, StoreError, StoreOutcomeUnknown
 
 logger = logging.getLogger("visit_tracker")
 
@@ -54,6 +55,18 @@ async def shutting_down(_: Request, __: Exception) -> JSONResponse:
     )
 
 
+async def too_many_requests(_: Request, error: Exception) -> JSONResponse:
+    decision = cast(RateLimited, error).decision
+    return JSONResponse(
+        {
+            "detail": f"Too many requests: this client may make {decision.limit} requests "
+            f"every {decision.window} s here. Retry in {decision.retry_after} s."
+        },
+        status_code=429,
+        headers=dict(decision.fields()),
+    )
+
+
 async def invalid_request(_: Request, error: Exception) -> JSONResponse:
     # Registered for RequestValidationError only; starlette types handlers for any Exception.
     problems_found = cast(RequestValidationError, error).errors()
@@ -77,6 +90,7 @@ EXPECTED: dict[type[Exception], Handler] = {
     StoreError: store_failed,
     StoreOutcomeUnknown: store_unconfirmed,
     ShuttingDown: shutting_down,
+    RateLimited: too_many_requests,
 }
 """Failures we anticipate, each with its answer."""
 

@@ -25,3 +25,11 @@ STORE_UNCONFIRMED: dict[int | str, dict[str, Any]] = {
         "not have been counted.",
     }
 }
+
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "This client made more requests than its rate limit allows; "
+        "`Retry-After` says in how many seconds it may again.",
+    }
+}

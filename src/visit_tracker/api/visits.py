@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from visit_tracker.api.deps import TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
+from visit_tracker.api.rate_limits import VISIT
+from visit_tracker.api.schemas import RATE_LIMITED, STORE_UNAVAILABLE, STORE_UNCONFIRMED
 
-router = APIRouter(tags=["visits"])
+router = APIRouter(tags=["visits"], dependencies=[VISIT])
 
 
 class VisitCount(BaseModel):
@@ -32,7 +33,7 @@ def utc_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@router.post("/visit", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
+@router.post("/visit", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED})
 async def visit(tracker: TrackerDep) -> VisitCount:
     """Count one visit and return the total, this visit included.
 
@@ -42,7 +43,7 @@ async def visit(tracker: TrackerDep) -> VisitCount:
     return VisitCount(visits=await tracker.visit())
 
 
-@router.get("/stats", responses=STORE_UNAVAILABLE)
+@router.get("/stats", responses={**STORE_UNAVAILABLE, **RATE_LIMITED})
 async def stats(tracker: TrackerDep) -> Stats:
     """Uptime of this server process, total visits, and the current time."""
     return Stats(
