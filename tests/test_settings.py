@@ -57,6 +57,8 @@ def test_settings_survive_the_trip_through_the_environment(
         ({"rate_limit_admin_burst": 0}, "VISIT_TRACKER_RATE_LIMIT_ADMIN_BURST"),
         ({"rate_limit_store": "postgresql://u@h/db"}, "unknown rate-limit store"),
         ({"rate_limit_store": "redis://h:x"}, "bad Redis store URL"),
+        ({"cors_origins": "https://a.example/page"}, "bad origin 'https://a.example/page'"),
+        ({"cors_origins": "a.example"}, "VISIT_TRACKER_CORS_ORIGINS (--cors-origins): bad origin"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -73,6 +75,12 @@ def test_a_misspelt_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VISIT_TRACKER_PROT", "9000")
     with pytest.raises(ConfigError, match="unknown setting VISIT_TRACKER_PROT; known: "):
         load_settings()
+
+
+def test_origins_are_read_as_browsers_send_them() -> None:
+    """Blanks, a trailing slash and capitals in the origin list do not stop a page matching."""
+    settings = load_settings(cors_origins=" https://Blog.Example/ ,https://www.blog.example:8443")
+    assert settings.cors_origins == "https://blog.example,https://www.blog.example:8443"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 from visit_tracker import __version__
 from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
+from visit_tracker.api.cors import Cors
 from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
 from visit_tracker.api.html_headers import HtmlSecurityHeaders
 from visit_tracker.api.observer import DirectAnswer, RequestObserver
@@ -21,7 +22,7 @@ from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits import RateLimiter
 from visit_tracker.rate_limits.limiter import quotas
 from visit_tracker.service import Tracker
-from visit_tracker.settings import Settings
+from visit_tracker.settings import Settings, split_origins
 
 logger = logging.getLogger("visit_tracker")
 
@@ -38,8 +39,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     The hottest routes are answered in front of the framework (see `fast_path`); the framework
     serves, validates and documents everything, those routes included. `RequestObserver`,
     outermost, gives every response a request id, counts and times every request for the
-    metrics, and logs requests when the access log is on. Then come the body size limit, the
-    HTML pages' security headers, and the rate limits' response fields.
+    metrics, and logs requests when the access log is on. Then come CORS, the body size limit,
+    the HTML pages' security headers, and the rate limits' response fields.
     """
     settings = settings or Settings()
     metrics = Metrics()
@@ -77,17 +78,22 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(counters.router)
     app.include_router(ops.router)
     errors.install(app)
-    framework = BodyLimit(
+    origins = split_origins(settings.cors_origins)
+    framework: ASGIApp = BodyLimit(
         HtmlSecurityHeaders(RateLimitFields(app)), max_bytes=settings.max_body_size
     )
+    cors = Cors(framework, origins=origins) if origins else None
     return RequestObserver(
-        framework, direct_routes=direct_routes(settings), metrics=metrics, access_log=log
+        cors or framework,
+        direct_routes=direct_routes(settings, cors),
+        metrics=metrics,
+        access_log=log,
     )
 
 
-def direct_routes(settings: Settings) -> dict[tuple[str, str], DirectAnswer]:
+def direct_routes(settings: Settings, cors: Cors | None) -> dict[tuple[str, str], DirectAnswer]:
     """The routes answered in front of the framework, each with the rate limit of its class
-    (from its route's metadata) if that class is limited."""
+    (from its route's metadata) if that class is limited, and CORS if it is on."""
     limited = quotas(settings)
     routes = {}
     for method_and_path, endpoint in HOT_ROUTES.items():
@@ -95,5 +101,7 @@ def direct_routes(settings: Settings) -> dict[tuple[str, str], DirectAnswer]:
         kind = route_class(visits.router, endpoint)
         if kind is not None and kind in limited:
             answer = limit_directly(answer, kind)
+        if cors is not None:
+            answer = cors.direct(answer)
         routes[method_and_path] = answer
     return routes

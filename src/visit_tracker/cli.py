@@ -123,6 +123,7 @@ def serve(
         int | None, typer.Option(help=describe("rate_limit_admin_burst"))
     ] = None,
     rate_limit_store: Annotated[str | None, typer.Option(help=describe("rate_limit_store"))] = None,
+    cors_origins: Annotated[str | None, typer.Option(help=describe("cors_origins"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -147,6 +148,7 @@ def serve(
         "rate_limit_admin": rate_limit_admin,
         "rate_limit_admin_burst": rate_limit_admin_burst,
         "rate_limit_store": rate_limit_store,
+        "cors_origins": cors_origins,
     }
     try:
         settings = load_settings(

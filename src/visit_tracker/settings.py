@@ -32,6 +32,27 @@ def _burst(routes: str) -> str:
     return f"Requests each client may make at once to {routes}, before the rate holds it back."
 
 
+def split_origins(origins: str) -> list[str]:
+    """The origins of a comma-separated list, blanks around them ignored."""
+    return [origin.strip() for origin in origins.split(",") if origin.strip()]
+
+
+def check_origin(origin: str) -> str:
+    """The origin unchanged if it is `*` or `scheme://host[:port]`, else raise ValueError."""
+    if origin == "*":
+        return origin
+    parts = urlsplit(origin)
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or origin.rstrip("/") != (f"{parts.scheme}://{parts.netloc}")
+    ):
+        raise ValueError(
+            f"bad origin {origin!r}: write * or scheme://host[:port], as in https://example.com"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
 class Settings(BaseSettings):
     """How the server runs. Every field is also `VISIT_TRACKER_<NAME>` and `--<name>`."""
 
@@ -105,6 +126,12 @@ class Settings(BaseSettings):
         "one, else each process's memory), memory:// (each process's memory), or a "
         "redis:// or redis+cluster:// URL, shared by every instance using it.",
     )
+    cors_origins: str = Field(
+        "*",
+        description="Origins whose pages may call the API from a browser: * for any, a "
+        "comma-separated list such as https://example.com,https://www.example.com, or empty "
+        "for none.",
+    )
 
     @field_validator("store")
     @classmethod
@@ -121,6 +148,11 @@ class Settings(BaseSettings):
                 f"unknown rate-limit store {url!r}: use auto, memory:// or a redis:// URL"
             )
         return check_store_url(url)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: str) -> str:
+        return ",".join(check_origin(origin) for origin in split_origins(origins))
 
     @field_validator("log_level", mode="before")
     @classmethod

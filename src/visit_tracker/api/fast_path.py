@@ -6,7 +6,7 @@ framework, sends those two routes straight to their endpoint functions — the v
 router documents in OpenAPI — and `answer_directly` writes the same pydantic models as JSON.
 
 A direct route is a `DirectAnswer`. What other layers do for the framework's routes — rate
-limits — they do for a direct route by wrapping its answer (see `app.direct_routes`), so
+limits, CORS — they do for a direct route by wrapping its answer (see `app.direct_routes`), so
 that a concern turned off costs a direct route nothing.
 """
 

@@ -9,7 +9,7 @@ string: they identify people, and visit-tracker promises to keep none of that.
 
 This runs for every request, so it stays small. The direct routes (see `fast_path`) are
 answered from here, their id header written with the response's own: no layer or header copy
-between them and the server; what else applies to them (rate limits) wraps their answer
+between them and the server; what else applies to them (rate limits, CORS) wraps their answer
 only when it is turned on. Other requests get one closure, whose calls hand back
 the awaitable of the layer below instead of adding a coroutine each.
 """
