@@ -52,6 +52,7 @@ class Cors(CORSMiddleware):
         self.encoded_simple_headers = [
             (name.lower().encode(), value.encode()) for name, value in self.simple_headers.items()
         ]
+        self.any_origin_fields = [*self.encoded_simple_headers, VARY_ORIGIN]
 
     def preflight_response(self, request_headers: Headers) -> Response:
         problems = self.refusals(request_headers)
@@ -114,10 +115,10 @@ class Cors(CORSMiddleware):
         """The CORS fields of a simple response to a request from `origin`."""
         if origin is None:
             return [VARY_ORIGIN]
-        fields = [
-            (name.lower().encode(), value.encode()) for name, value in self.simple_headers.items()
-        ]
-        if not self.allow_all_origins and self.is_allowed_origin(origin.decode("latin-1")):
+        if self.allow_all_origins:
+            return self.any_origin_fields
+        fields = [*self.encoded_simple_headers]
+        if self.is_allowed_origin(origin.decode("latin-1")):
             fields.append((b"access-control-allow-origin", origin))
         fields.append(VARY_ORIGIN)
         return fields
