@@ -35,7 +35,7 @@ async def test_an_unexpected_failure_is_a_json_500_with_the_request_id() -> None
         "state": {"tracker": None},
     }
     status = await answer_directly(
-        broken_endpoint, scope, receive, send, extra_header=(b"x-request-id", b"abc")
+        broken_endpoint, scope, receive, send, [(b"x-request-id", b"abc")]
     )
     assert status == 500
     assert sent[0]["status"] == 500

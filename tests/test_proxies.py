@@ -7,6 +7,7 @@ a trailing slash.
 """
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -173,3 +174,24 @@ def test_the_real_server_trusts_exactly_the_proxies_it_was_given(
         response = httpx2.get(f"{server.url}/healthz/", headers=forwarded)
     assert response.status_code == 307
     assert response.headers["location"] == f"{scheme}://counter.example.com/healthz"
+
+
+def test_rate_limits_hold_each_forwarded_client_to_its_own_bucket(tmp_path: Path) -> None:
+    """Behind a trusted proxy, each client it forwards has a bucket of its own."""
+    settings = Settings(
+        store=f"sqlite:///{tmp_path}/visits.db",
+        trusted_proxies="10.0.0.1",
+        rate_limit_hits=0.001,
+        rate_limit_hits_burst=2,
+    )
+    with TestClient(create_app(settings), client=("10.0.0.1", 5000)) as proxy:
+
+        def hits(client: str, times: int) -> list[int]:
+            headers = {"X-Forwarded-For": client}
+            return [
+                proxy.post("/v1/counters/site/home/hits", headers=headers).status_code
+                for _ in range(times)
+            ]
+
+        assert hits("198.51.100.1", 3) == [200, 200, 429]
+        assert hits("198.51.100.2", 2) == [200, 200]

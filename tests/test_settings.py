@@ -3,6 +3,7 @@
 import pytest
 
 from visit_tracker.errors import ConfigError
+from visit_tracker.rate_limits.limiter import buckets_url
 from visit_tracker.settings import Settings, load_settings
 
 STRONG_TOKEN = "Xq3v-9Lp2_Rt7Zk8Mw4Yb6Nc1Hd5Gf0Js"
@@ -68,6 +69,12 @@ def test_settings_survive_the_trip_through_the_environment(
         ({"trusted_proxies": "10.0.0.1/8"}, "'10.0.0.1/8' has host bits set: write the network"),
         ({"trusted_proxies": "*"}, "'*' is neither an IP address nor a CIDR network"),
         ({"trusted_proxies": "10.0.0.1,"}, "an entry is empty"),
+        ({"rate_limit_hits": -1}, "VISIT_TRACKER_RATE_LIMIT_HITS (--rate-limit-hits)"),
+        ({"rate_limit_admin_burst": 0}, "VISIT_TRACKER_RATE_LIMIT_ADMIN_BURST"),
+        ({"rate_limit_store": "postgresql://u@h/db"}, "unknown rate-limit store"),
+        ({"rate_limit_store": "redis://h:x"}, "bad Redis store URL"),
+        ({"cors_origins": "https://a.example/page"}, "bad origin 'https://a.example/page'"),
+        ({"cors_origins": "a.example"}, "VISIT_TRACKER_CORS_ORIGINS (--cors-origins): bad origin"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -116,3 +123,26 @@ def test_trusted_proxies_are_read_as_addresses_and_networks() -> None:
         "10.0.0.0/8,192.0.2.10,2001:db8::/32,::1"
     )
     assert load_settings().trusted_proxies == ""
+
+
+def test_origins_are_read_as_browsers_send_them() -> None:
+    """Blanks, a trailing slash and capitals in the origin list do not stop a page matching."""
+    settings = load_settings(cors_origins=" https://Blog.Example/ ,https://www.blog.example:8443")
+    assert settings.cors_origins == "https://blog.example,https://www.blog.example:8443"
+
+
+@pytest.mark.parametrize(
+    ("store", "rate_limit_store", "buckets"),
+    [
+        ("sqlite:///data/v.db", "auto", "memory://"),
+        ("redis://db:6379/0?prefix=site", "auto", "redis://db:6379/0?prefix=site"),
+        ("redis://db:6379/0", "memory://", "memory://"),
+        ("postgresql://u@db/visits", "redis://cache:6379/1", "redis://cache:6379/1"),
+    ],
+)
+def test_rate_limit_buckets_follow_a_redis_store_unless_told(
+    store: str, rate_limit_store: str, buckets: str
+) -> None:
+    """`auto` keeps buckets in the store's Redis if it is one, else in each process."""
+    settings = load_settings(store=store, rate_limit_store=rate_limit_store)
+    assert buckets_url(settings) == buckets

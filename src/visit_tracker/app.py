@@ -12,13 +12,18 @@ from starlette.types import ASGIApp
 from visit_tracker import __version__
 from visit_tracker.api import counters, errors, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
+from visit_tracker.api.cors import Cors
+from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
 from visit_tracker.api.html_headers import HtmlSecurityHeaders
-from visit_tracker.api.observer import RequestObserver
+from visit_tracker.api.observer import DirectAnswer, RequestObserver
 from visit_tracker.api.proxies import behind_proxies
+from visit_tracker.api.rate_limits import RateLimitFields, limit_directly, route_class
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
+from visit_tracker.rate_limits import RateLimiter
+from visit_tracker.rate_limits.limiter import quotas
 from visit_tracker.service import Tracker
-from visit_tracker.settings import Settings
+from visit_tracker.settings import Settings, split_origins
 
 logger = logging.getLogger("visit_tracker")
 
@@ -26,17 +31,18 @@ logger = logging.getLogger("visit_tracker")
 class State(TypedDict):
     tracker: Tracker
     metrics: Metrics
+    limiter: RateLimiter
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """The application for these settings (read from the environment when not given).
 
     The hottest routes are answered in front of the framework (see `fast_path`); the framework
-    serves, validates and documents everything, those routes included. `RequestObserver`, in
-    front of the framework, answers those routes, gives every response a request id, counts and
-    times every request for the metrics, and logs requests when the access log is on. In front
-    of everything, when proxies are trusted, `behind_proxies` puts the client's own address and
-    scheme in the scope.
+    serves, validates and documents everything, those routes included. `RequestObserver` gives
+    every response a request id, counts and times every request for the metrics, and logs
+    requests when the access log is on. Then come CORS, the body size limit, the HTML pages'
+    security headers, and the rate limits' response fields. In front of everything, when proxies
+    are trusted, `behind_proxies` puts the client's own address and scheme in the scope.
     """
     settings = settings or Settings()
     metrics = Metrics()
@@ -47,14 +53,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         try:
-            async with Tracker.running(settings, metrics=metrics) as tracker:
+            async with (
+                Tracker.running(settings, metrics=metrics) as tracker,
+                RateLimiter.running(settings) as limiter,
+            ):
                 # What exists once started (modules, the app, its routes) lives as long as the
                 # process: spare it the garbage collector's full passes, which otherwise scan it
                 # all every few thousand requests and stall every connection meanwhile.
                 gc.collect()
                 gc.freeze()
                 logger.info("ready: store open")
-                yield {"tracker": tracker, "metrics": metrics}
+                yield {"tracker": tracker, "metrics": metrics, "limiter": limiter}
             logger.info("stopped: pending visits committed, store closed")
         finally:
             metrics.close()
@@ -71,6 +80,31 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(counters.router)
     app.include_router(ops.router)
     errors.install(app)
-    framework = BodyLimit(HtmlSecurityHeaders(app), max_bytes=settings.max_body_size)
-    observed = RequestObserver(framework, metrics=metrics, access_log=log)
+    origins = split_origins(settings.cors_origins)
+    framework: ASGIApp = BodyLimit(
+        HtmlSecurityHeaders(RateLimitFields(app)), max_bytes=settings.max_body_size
+    )
+    cors = Cors(framework, origins=origins) if origins else None
+    observed = RequestObserver(
+        cors or framework,
+        direct_routes=direct_routes(settings, cors),
+        metrics=metrics,
+        access_log=log,
+    )
     return behind_proxies(observed, trusted_proxies=settings.trusted_proxies)
+
+
+def direct_routes(settings: Settings, cors: Cors | None) -> dict[tuple[str, str], DirectAnswer]:
+    """The routes answered in front of the framework, each with the rate limit of its class
+    (from its route's metadata) if that class is limited, and CORS if it is on."""
+    limited = quotas(settings)
+    routes = {}
+    for method_and_path, endpoint in HOT_ROUTES.items():
+        answer = direct_answer(endpoint)
+        kind = route_class(visits.router, endpoint)
+        if kind is not None and kind in limited:
+            answer = limit_directly(answer, kind)
+        if cors is not None:
+            answer = cors.direct(answer)
+        routes[method_and_path] = answer
+    return routes

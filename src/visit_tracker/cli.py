@@ -102,6 +102,30 @@ def serve(
     shutdown_timeout: Annotated[int | None, typer.Option(help=describe("shutdown_timeout"))] = None,
     admin_token: Annotated[str | None, typer.Option(help=describe("admin_token"))] = None,
     trusted_proxies: Annotated[str | None, typer.Option(help=describe("trusted_proxies"))] = None,
+    rate_limit_visit: Annotated[
+        float | None, typer.Option(help=describe("rate_limit_visit"))
+    ] = None,
+    rate_limit_visit_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_visit_burst"))
+    ] = None,
+    rate_limit_hits: Annotated[float | None, typer.Option(help=describe("rate_limit_hits"))] = None,
+    rate_limit_hits_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_hits_burst"))
+    ] = None,
+    rate_limit_reads: Annotated[
+        float | None, typer.Option(help=describe("rate_limit_reads"))
+    ] = None,
+    rate_limit_reads_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_reads_burst"))
+    ] = None,
+    rate_limit_admin: Annotated[
+        float | None, typer.Option(help=describe("rate_limit_admin"))
+    ] = None,
+    rate_limit_admin_burst: Annotated[
+        int | None, typer.Option(help=describe("rate_limit_admin_burst"))
+    ] = None,
+    rate_limit_store: Annotated[str | None, typer.Option(help=describe("rate_limit_store"))] = None,
+    cors_origins: Annotated[str | None, typer.Option(help=describe("cors_origins"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -119,6 +143,16 @@ def serve(
         "shutdown_timeout": shutdown_timeout,
         "admin_token": admin_token,
         "trusted_proxies": trusted_proxies,
+        "rate_limit_visit": rate_limit_visit,
+        "rate_limit_visit_burst": rate_limit_visit_burst,
+        "rate_limit_hits": rate_limit_hits,
+        "rate_limit_hits_burst": rate_limit_hits_burst,
+        "rate_limit_reads": rate_limit_reads,
+        "rate_limit_reads_burst": rate_limit_reads_burst,
+        "rate_limit_admin": rate_limit_admin,
+        "rate_limit_admin_burst": rate_limit_admin_burst,
+        "rate_limit_store": rate_limit_store,
+        "cors_origins": cors_origins,
     }
     try:
         settings = load_settings(

@@ -13,7 +13,13 @@ VisitTrackerError
     ├── CounterExists       a counter to create exists already
     ├── Unauthenticated     a change to a counter came without a credential
     └── Forbidden           its credential is neither the counter's admin key nor the operator's
+└── RateLimited             a client made more requests than its quota allows; retry later
 """
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from visit_tracker.rate_limits import Decision
 
 
 class VisitTrackerError(Exception):
@@ -73,3 +79,11 @@ class Unauthenticated(Refused):
 
 class Forbidden(Refused):
     """The credential is neither the counter's admin key nor the operator token."""
+
+
+class RateLimited(VisitTrackerError):
+    """A client made more requests than its quota allows; `decision` says when it may again."""
+
+    def __init__(self, decision: "Decision") -> None:
+        super().__init__(f"rate limited for {decision.retry_after} s")
+        self.decision = decision

@@ -6,6 +6,7 @@ with a message naming the variable, the flag and the reason.
 
 import os
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from visit_tracker.api.proxies import parse_trusted_proxies, written
 from visit_tracker.errors import ConfigError
 from visit_tracker.logs import LogFormat
-from visit_tracker.stores import check_store_url
+from visit_tracker.stores import REDIS_SCHEMES, check_store_url
 from visit_tracker.stores import is_shared as store_is_shared
 
 ENV_PREFIX = "VISIT_TRACKER_"
@@ -23,6 +24,38 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 TOKEN_LENGTH = 32
 TOKEN_VARIETY = 12
 """A token this long with this many different characters cannot be a word or a pattern."""
+
+MAX_RATE = 1_000_000
+"""Requests a second: a bucket's arithmetic counts in microseconds."""
+
+
+def _rate(routes: str) -> str:
+    return f"Requests a second each client may make to {routes}; 0 turns the limit off."
+
+
+def _burst(routes: str) -> str:
+    return f"Requests each client may make at once to {routes}, before the rate holds it back."
+
+
+def split_origins(origins: str) -> list[str]:
+    """The origins of a comma-separated list, blanks around them ignored."""
+    return [origin.strip() for origin in origins.split(",") if origin.strip()]
+
+
+def check_origin(origin: str) -> str:
+    """The origin unchanged if it is `*` or `scheme://host[:port]`, else raise ValueError."""
+    if origin == "*":
+        return origin
+    parts = urlsplit(origin)
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or origin.rstrip("/") != (f"{parts.scheme}://{parts.netloc}")
+    ):
+        raise ValueError(
+            f"bad origin {origin!r}: write * or scheme://host[:port], as in https://example.com"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 class Settings(BaseSettings):
@@ -79,6 +112,42 @@ class Settings(BaseSettings):
         description="Reverse proxies (IP addresses and CIDR networks, comma-separated) whose "
         "X-Forwarded-For and X-Forwarded-Proto name the client and scheme; empty trusts none.",
     )
+    rate_limit_visit: float = Field(
+        0.0, ge=0, le=MAX_RATE, description=_rate("POST /visit and GET /stats")
+    )
+    rate_limit_visit_burst: int = Field(
+        100, ge=1, le=MAX_RATE, description=_burst("POST /visit and GET /stats")
+    )
+    rate_limit_hits: float = Field(
+        10.0, ge=0, le=MAX_RATE, description=_rate("the routes that count a hit")
+    )
+    rate_limit_hits_burst: int = Field(
+        60, ge=1, le=MAX_RATE, description=_burst("the routes that count a hit")
+    )
+    rate_limit_reads: float = Field(
+        50.0, ge=0, le=MAX_RATE, description=_rate("the routes that read named counters")
+    )
+    rate_limit_reads_burst: int = Field(
+        200, ge=1, le=MAX_RATE, description=_burst("the routes that read named counters")
+    )
+    rate_limit_admin: float = Field(
+        1.0, ge=0, le=MAX_RATE, description=_rate("the routes that create, set or delete counters")
+    )
+    rate_limit_admin_burst: int = Field(
+        10, ge=1, le=MAX_RATE, description=_burst("the routes that create, set or delete counters")
+    )
+    rate_limit_store: str = Field(
+        "auto",
+        description="Where rate-limit buckets live: auto (the store's Redis if the store is "
+        "one, else each process's memory), memory:// (each process's memory), or a "
+        "redis:// or redis+cluster:// URL, shared by every instance using it.",
+    )
+    cors_origins: str = Field(
+        "*",
+        description="Origins whose pages may call the API from a browser: * for any, a "
+        "comma-separated list such as https://example.com,https://www.example.com, or empty "
+        "for none.",
+    )
 
     @field_validator("store")
     @classmethod
@@ -102,6 +171,22 @@ class Settings(BaseSettings):
     @classmethod
     def _proxies_are_addresses(cls, text: str) -> str:
         return ",".join(written(network) for network in parse_trusted_proxies(text))
+
+    @field_validator("rate_limit_store")
+    @classmethod
+    def _known_buckets_store(cls, url: str) -> str:
+        if url in {"auto", "memory://"}:
+            return url
+        if urlsplit(url).scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"unknown rate-limit store {url!r}: use auto, memory:// or a redis:// URL"
+            )
+        return check_store_url(url)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: str) -> str:
+        return ",".join(check_origin(origin) for origin in split_origins(origins))
 
     @field_validator("log_level", mode="before")
     @classmethod

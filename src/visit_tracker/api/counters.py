@@ -13,10 +13,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.rate_limits import ADMIN, HITS, READS
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
     NEEDS_ADMIN,
     NOT_FOUND,
+    RATE_LIMITED,
     STORE_UNAVAILABLE,
     STORE_UNCONFIRMED,
     UNREADABLE_BODY,
@@ -152,14 +154,22 @@ class CounterPage(BaseModel):
 EXISTS: Responses = {409: {"model": ErrorBody, "description": "The counter exists already."}}
 
 
-@router.post("/{namespace}/{key}/hits", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
+@router.post(
+    "/{namespace}/{key}/hits",
+    dependencies=[HITS],
+    responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED},
+)
 async def hit(namespace: Namespace, key: Key, tracker: TrackerDep) -> CounterValue:
     """Count one hit on a counter, creating it on its first hit; answers its new value."""
     value = await tracker.visit(CounterId(namespace, key))
     return CounterValue(namespace=namespace, key=key, value=value)
 
 
-@router.get("/{namespace}/{key}", responses={**NOT_FOUND, **STORE_UNAVAILABLE})
+@router.get(
+    "/{namespace}/{key}",
+    dependencies=[READS],
+    responses={**NOT_FOUND, **STORE_UNAVAILABLE, **RATE_LIMITED},
+)
 async def read(namespace: Namespace, key: Key, tracker: TrackerDep) -> Counter:
     """A counter's value and when it was created and last changed."""
     return Counter.of(await tracker.counter(CounterId(namespace, key)))
@@ -168,7 +178,14 @@ async def read(namespace: Namespace, key: Key, tracker: TrackerDep) -> Counter:
 @router.post(
     "/{namespace}/{key}",
     status_code=201,
-    responses={**UNREADABLE_BODY, **EXISTS, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+    dependencies=[ADMIN],
+    responses={
+        **UNREADABLE_BODY,
+        **EXISTS,
+        **STORE_UNAVAILABLE,
+        **STORE_UNCONFIRMED,
+        **RATE_LIMITED,
+    },
 )
 async def create(
     namespace: Namespace, key: Key, tracker: TrackerDep, body: NewCounter | None = None
@@ -183,7 +200,9 @@ async def create(
 
 @router.put(
     "/{namespace}/{key}",
+    dependencies=[ADMIN],
     responses={
+        **RATE_LIMITED,
         **UNREADABLE_BODY,
         **NEEDS_ADMIN,
         **NOT_FOUND,
@@ -203,7 +222,14 @@ async def set_value(
     "/{namespace}/{key}",
     status_code=204,
     response_class=Response,
-    responses={**NEEDS_ADMIN, **NOT_FOUND, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+    dependencies=[ADMIN],
+    responses={
+        **NEEDS_ADMIN,
+        **NOT_FOUND,
+        **STORE_UNAVAILABLE,
+        **STORE_UNCONFIRMED,
+        **RATE_LIMITED,
+    },
 )
 async def delete(namespace: Namespace, key: Key, tracker: TrackerDep, token: Credential) -> None:
     """Delete a counter (its admin key or the operator token). A later hit starts it afresh."""
@@ -212,7 +238,14 @@ async def delete(namespace: Namespace, key: Key, tracker: TrackerDep, token: Cre
 
 @router.post(
     "/{namespace}/{key}/admin-key",
-    responses={**NEEDS_ADMIN, **NOT_FOUND, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED},
+    dependencies=[ADMIN],
+    responses={
+        **NEEDS_ADMIN,
+        **NOT_FOUND,
+        **STORE_UNAVAILABLE,
+        **STORE_UNCONFIRMED,
+        **RATE_LIMITED,
+    },
 )
 async def new_admin_key(
     namespace: Namespace, key: Key, tracker: TrackerDep, token: Credential
@@ -223,7 +256,7 @@ async def new_admin_key(
     return AdminKey(admin_key=admin_key)
 
 
-@router.get("/{namespace}", responses=STORE_UNAVAILABLE)
+@router.get("/{namespace}", dependencies=[READS], responses={**STORE_UNAVAILABLE, **RATE_LIMITED})
 async def list_counters(
     namespace: Namespace,
     tracker: TrackerDep,

@@ -9,7 +9,8 @@ credential that does not own the counter).
 A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
 was not counted and a retry will likely succeed. A store that took the write but whose answer was
 lost gives 504 without `Retry-After`: the visit may have been counted, and a blind retry could
-count it twice. Anything unexpected is logged and gives 500.
+count it twice. A client over its rate limit gets 429 with `Retry-After` and the RateLimit
+fields (see `visit_tracker.rate_limits`). Anything unexpected is logged and gives 500.
 """
 
 import logging
@@ -21,11 +22,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from visit_tracker.errors import (
     CounterExists,
     CounterNotFound,
     Forbidden,
+    RateLimited,
     Refused,
     ShuttingDown,
     StoreError,
@@ -83,6 +86,18 @@ async def refused(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"{str(error)[0].upper()}{str(error)[1:]}."}, status, headers)
 
 
+async def too_many_requests(_: Request, error: Exception) -> JSONResponse:
+    decision = cast(RateLimited, error).decision
+    return JSONResponse(
+        {
+            "detail": f"Too many requests: this client may make {decision.limit} requests "
+            f"every {decision.window} s here. Retry in {decision.retry_after} s."
+        },
+        status_code=429,
+        headers=dict(decision.fields()),
+    )
+
+
 async def invalid_request(_: Request, error: Exception) -> JSONResponse:
     # Registered for RequestValidationError only; starlette types handlers for any Exception.
     problems_found = cast(RequestValidationError, error).errors()
@@ -135,6 +150,7 @@ EXPECTED: dict[type[Exception], Handler] = {
     StoreOutcomeUnknown: store_unconfirmed,
     ShuttingDown: shutting_down,
     Refused: refused,
+    RateLimited: too_many_requests,
 }
 """Failures we anticipate, each with its answer."""
 
@@ -150,3 +166,19 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+async def answer_failure(
+    error: Exception,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    extra_headers: list[tuple[bytes, bytes]],
+) -> int:
+    """Answer `error` as the framework's handlers would, adding `extra_headers`, for a route
+    answered in front of the framework; return the status sent."""
+    handler = handler_for(error) or unexpected
+    response = await handler(Request(scope), error)
+    response.raw_headers.extend(extra_headers)
+    await response(scope, receive, send)
+    return response.status_code

@@ -9,21 +9,26 @@ id, method, path, status and duration. Never the client's address, its User-Agen
 string: they identify people, and visit-tracker promises to keep none of that.
 
 This runs for every request, so it stays small. The direct routes (see `fast_path`) are
-answered from here, their id header written with the response's own: no layer, closure or
-header copy between them and the server. Other requests get one closure, whose calls hand back
+answered from here, their id header written with the response's own: no layer or header copy
+between them and the server; what else applies to them (rate limits, CORS) wraps their answer
+only when it is turned on. Other requests get one closure, whose calls hand back
 the awaitable of the layer below instead of adding a coroutine each.
 """
 
 import random
 import re
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from visit_tracker.api.fast_path import HOT_ROUTES, answer_directly
 from visit_tracker.logs import AccessLog
 from visit_tracker.metrics import UNMATCHED, Metrics
+
+Header = tuple[bytes, bytes]
+DirectAnswer = Callable[[Scope, Receive, Send, list[Header]], Awaitable[int]]
+"""A route answered here, in front of the framework (see `fast_path`): it answers with the
+extra response headers it is given, and returns the status it sent."""
 
 HEADER = b"x-request-id"
 USABLE_ID = re.compile(rb"[A-Za-z0-9._:=+/-]{1,128}")
@@ -61,10 +66,19 @@ def route_template(scope: Scope) -> str:
 
 class RequestObserver:
     """Gives each response an `X-Request-ID`, counts and times each request, and logs it when
-    given an access log. Answers the direct routes itself; passes the rest to `app`."""
+    given an access log. Answers the direct routes, by method and path, itself; passes the rest
+    to `app`."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, access_log: AccessLog | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        direct_routes: Mapping[tuple[str, str], DirectAnswer],
+        metrics: Metrics,
+        access_log: AccessLog | None,
+    ) -> None:
         self.app = app
+        self.direct_routes = direct_routes
         self.metrics = metrics
         self.access_log = access_log
 
@@ -73,14 +87,12 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         the_id = request_id(scope["headers"])
-        endpoint = HOT_ROUTES.get((scope["method"], scope["path"]))
+        direct = self.direct_routes.get((scope["method"], scope["path"]))
         status = NO_RESPONSE
         started = time.perf_counter_ns()
         try:
-            if endpoint is not None:
-                status = await answer_directly(
-                    endpoint, scope, receive, send, extra_header=(HEADER, the_id)
-                )
+            if direct is not None:
+                status = await direct(scope, receive, send, [(HEADER, the_id)])
             else:
 
                 def send_with_id(message: Message) -> Awaitable[None]:
@@ -93,7 +105,7 @@ class RequestObserver:
                 await self.app(scope, receive, send_with_id)
         finally:
             nanoseconds = time.perf_counter_ns() - started
-            route = scope["path"] if endpoint is not None else route_template(scope)
+            route = scope["path"] if direct is not None else route_template(scope)
             self.metrics.request(route, scope["method"], status, nanoseconds / 1e9)
             if self.access_log is not None:
                 self.access_log.request(

@@ -65,3 +65,11 @@ UNREADABLE_BODY: Responses = {
     400: {"model": ErrorBody, "description": "The body could not be read as JSON text."}
 }
 """Routes that read a JSON body may answer this, before any field is checked."""
+
+RATE_LIMITED: Responses = {
+    429: {
+        "model": ErrorBody,
+        "description": "This client made more requests than its rate limit allows; "
+        "`Retry-After` says in how many seconds it may again.",
+    }
+}

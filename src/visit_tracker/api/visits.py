@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from visit_tracker.api.deps import TrackerDep
-from visit_tracker.api.schemas import STORE_UNAVAILABLE, STORE_UNCONFIRMED
+from visit_tracker.api.rate_limits import VISIT
+from visit_tracker.api.schemas import RATE_LIMITED, STORE_UNAVAILABLE, STORE_UNCONFIRMED
 
 # Unlike the other routers, no 413 (BODY_TOO_LARGE): both routes are answered in front of the
 # framework and its body limit, and read no body.
-router = APIRouter(tags=["visits"])
+router = APIRouter(tags=["visits"], dependencies=[VISIT])
 
 
 class VisitCount(BaseModel):
@@ -34,7 +35,7 @@ def utc_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@router.post("/visit", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED})
+@router.post("/visit", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED})
 async def visit(tracker: TrackerDep) -> VisitCount:
     """Count one visit and return the total, this visit included.
 
@@ -44,7 +45,7 @@ async def visit(tracker: TrackerDep) -> VisitCount:
     return VisitCount(visits=await tracker.visit())
 
 
-@router.get("/stats", responses=STORE_UNAVAILABLE)
+@router.get("/stats", responses={**STORE_UNAVAILABLE, **RATE_LIMITED})
 async def stats(tracker: TrackerDep) -> Stats:
     """Uptime of this server process, total visits, and the current time."""
     return Stats(
