@@ -67,6 +67,10 @@ def fuzzer(
 valid_and_invalid = fuzzer(max_examples=30)
 """The examples in the document, the boundaries of every constraint (the coverage phase), then
 random valid and invalid input; wrong methods included."""
+UNLIMITED = ("--rate-limit-hits", "0", "--rate-limit-reads", "0", "--rate-limit-admin", "0")
+"""One fuzzing client would soon spend its rate limits, and then every answer is a 429 (which
+`test_rate_limits` proves): limits off, the routes answer what the fuzzer sends them."""
+
 few_valid_and_invalid = fuzzer(max_examples=3)
 """Enough to reach every route's store-facing answer: one store failure is like the next."""
 one_valid_each = fuzzer(max_examples=1, modes=[GenerationMode.POSITIVE], phases=["fuzzing"])
@@ -77,8 +81,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real server, two workers on a SQLite file of its own."""
     store = tmp_path_factory.mktemp("conformance") / "visits.db"
     with running_server(
-        "--workers", "2", "--max-body-size", str(MAX_BODY_SIZE), "--store", f"sqlite:///{store}"
-    ) as served:
+        "--workers", "2", "--max-body-size", str(MAX_BODY_SIZE), "--store", f"sqlite:///{store}",
+        *UNLIMITED,
+    ) as served:  # fmt: skip
         yield served
 
 
@@ -92,7 +97,7 @@ def redis_for_outages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redi
 def server_on_a_dead_store(redis_for_outages: RedisServer) -> Iterator[Server]:
     """The real server on a Redis that has been killed after the server started."""
     with running_server(
-        "--store", redis_for_outages.url, "--store-timeout", str(OUTAGE_STORE_TIMEOUT)
+        "--store", redis_for_outages.url, "--store-timeout", str(OUTAGE_STORE_TIMEOUT), *UNLIMITED
     ) as served:
         redis_for_outages.kill()
         yield served
@@ -104,7 +109,7 @@ def server_on_a_silent_store(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with (
         redis_server(tmp_path_factory.mktemp("conformance-silent-redis")) as redis,
         running_server(
-            "--store", redis.url, "--store-timeout", str(OUTAGE_STORE_TIMEOUT)
+            "--store", redis.url, "--store-timeout", str(OUTAGE_STORE_TIMEOUT), *UNLIMITED
         ) as served,
     ):
         redis.stall()
