@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from visit_tracker import __version__
-from visit_tracker.api import counters, embed, errors, ops, visits
+from visit_tracker.api import compat, counters, embed, errors, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.html_headers import HtmlSecurityHeaders
 from visit_tracker.api.observer import RequestObserver
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(visits.router)
     app.include_router(counters.router)
     app.include_router(embed.router)
+    app.include_router(compat.router)
     app.include_router(ops.router)
     errors.install(app)
     framework = BodyLimit(HtmlSecurityHeaders(app), max_bytes=settings.max_body_size)
