@@ -109,7 +109,7 @@ def test_ordinary_labels_of_any_script_are_accepted() -> None:
 @pytest.mark.parametrize("style", STYLES)
 def test_a_badge_is_svg_with_its_label_count_and_exact_title(style: badges.Style) -> None:
     """Every style is well-formed SVG showing the label and the shortened count, titled (for
-    screen readers and on hover) with the exact count."""
+    screen readers) with the exact count."""
     root = parse(badges.render(label="visits", count=12_345, color="blue", style=style))
     assert root.tag == f"{SVG}svg"
     assert root.get("role") == "img"

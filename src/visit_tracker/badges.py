@@ -6,7 +6,7 @@ badge asks for after Verdana and Geneva, with widths close to Verdana's. Each te
 carries `textLength`, so whichever of those fonts draws it is fitted to the measured width: the
 badge always fits its text. The label is escaped for XML. Counts of 1,000 and more are shortened
 (1.2k, 12.3k, 123k, 1.2M …) and always rounded down, so that a badge never shows more than was
-counted; the badge's title, which browsers show on hover, has the exact count.
+counted; the badge's title, which screen readers read out, has the exact count.
 """
 
 import html

@@ -14,7 +14,7 @@ CountAPI it is safer:
 - Refusals add a `detail` sentence to CountAPI's body. A store failure is a 503 or 504
   `{"detail": ...}` where CountAPI answered 500 `{"error": ...}`; invalid input is a 422.
 - No JSONP (`?callback=`) and no `?img`: `pixel.gif` is the image that counts.
-- Counters never expire, where CountAPI's lived six months after their last change.
+- Counters never expire, where CountAPI's had a time to live.
 """
 
 import uuid
