@@ -171,7 +171,8 @@ def test_bad_input_is_a_422_naming_the_field(
 
 
 def test_openapi_tags_the_facade_countapi(memory_client: TestClient) -> None:
-    """Every facade path is documented under the tag "countapi", as a GET."""
+    """Every facade path is documented under the tag "countapi", as a GET, with CountAPI's
+    bodies for refusals."""
     paths = memory_client.get("/openapi.json").json()["paths"]
     verbs = ("hit", "get", "set", "update", "info")
     facade = [
@@ -182,3 +183,6 @@ def test_openapi_tags_the_facade_countapi(memory_client: TestClient) -> None:
     for path in facade:
         assert list(paths[path]) == ["get"]
         assert paths[path]["get"]["tags"] == ["countapi"]
+    for verb, body in (("set", "UnchangedValue"), ("update", "UnchangedCount")):
+        refused = paths[f"/{verb}/{{key}}"]["get"]["responses"]["403"]
+        assert refused["content"]["application/json"]["schema"]["$ref"].endswith(f"/{body}")

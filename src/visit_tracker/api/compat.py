@@ -76,21 +76,29 @@ class NoCount(BaseModel):
     detail: str = Field(examples=["Counter example.com/home does not exist."])
 
 
-class NoChange(BaseModel):
+class UnchangedCount(BaseModel):
+    value: int | None = Field(description="The value, unchanged; null if there is none.")
+    detail: str
+
+
+class UnchangedValue(BaseModel):
     old_value: int | None = Field(description="The value, unchanged; null if there is none.")
     value: int | None
     detail: str
 
 
-def _missing(body_model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
-    return {404: {"model": body_model, "description": "No such counter: the value is null."}}
+def _missing(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {404: {"model": model, "description": "No such counter: the value is null."}}
 
 
-REFUSED_CHANGE: dict[int | str, dict[str, Any]] = {
-    status: {**answer, "model": NoChange} for status, answer in NEEDS_ADMIN.items()
-}
+def _refused(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """NEEDS_ADMIN's answers, with CountAPI's body for a refused change."""
+    return {status: {**answer, "model": model} for status, answer in NEEDS_ADMIN.items()}
+
+
 COUNTS = {**STORE_UNAVAILABLE, **STORE_UNCONFIRMED}
-CHANGES = {**REFUSED_CHANGE, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED}
+SET_ANSWERS = {**_missing(UnchangedValue), **_refused(UnchangedValue), **COUNTS}
+UPDATE_ANSWERS = {**_missing(NoCount), **_refused(UnchangedCount), **COUNTS}
 
 NewValue = Annotated[int, Query(ge=0, le=LARGEST, description="The value to set.")]
 Amount = Annotated[
@@ -165,7 +173,7 @@ async def get_default(key: Key, tracker: TrackerDep) -> CountValue | JSONRespons
 @router.get(
     "/set/{namespace}/{key}",
     response_model=ValueChange,
-    responses={**_missing(NoChange), **CHANGES},
+    responses=SET_ANSWERS,
 )
 async def set_value(
     namespace: Namespace, key: Key, value: NewValue, tracker: TrackerDep, token: Credential
@@ -183,7 +191,7 @@ async def set_value(
     return ValueChange(old_value=old, value=value)
 
 
-@router.get("/set/{key}", response_model=ValueChange, responses={**_missing(NoChange), **CHANGES})
+@router.get("/set/{key}", response_model=ValueChange, responses=SET_ANSWERS)
 async def set_value_default(
     key: Key, value: NewValue, tracker: TrackerDep, token: Credential
 ) -> ValueChange | JSONResponse:
@@ -194,7 +202,7 @@ async def set_value_default(
 @router.get(
     "/update/{namespace}/{key}",
     response_model=CountValue,
-    responses={**_missing(NoCount), **CHANGES},
+    responses=UPDATE_ANSWERS,
 )
 async def update(
     namespace: Namespace, key: Key, amount: Amount, tracker: TrackerDep, token: Credential
@@ -211,7 +219,7 @@ async def update(
     return CountValue(value=value)
 
 
-@router.get("/update/{key}", response_model=CountValue, responses={**_missing(NoCount), **CHANGES})
+@router.get("/update/{key}", response_model=CountValue, responses=UPDATE_ANSWERS)
 async def update_default(
     key: Key, amount: Amount, tracker: TrackerDep, token: Credential
 ) -> CountValue | JSONResponse:
