@@ -29,7 +29,7 @@ PIXEL = bytes.fromhex(
     "02" "02" "4401" "00"  # LZW-compressed pixels (minimum code size 2): clear, 0, end
     "3b"  # trailer
 )  # fmt: skip
-"""A 1 x 1 transparent GIF, 43 bytes: the smallest image every mail client and browser shows."""
+"""A 1 x 1 transparent GIF of 43 bytes, an image every browser and mail client shows."""
 
 SVG_HEADERS = {
     **NO_CACHE,
