@@ -90,6 +90,16 @@ class Tracker:
             raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
         return old.value
 
+    async def add(self, counter: CounterId, amount: int, *, credential: str | None) -> int:
+        """Add `amount` (negative subtracts) to the counter as its owner or the operator, in one
+        atomic step that loses no concurrent hit; the new value, which stops at 0 and at the
+        largest value a store keeps."""
+        await self._check_admin(counter, credential)
+        value = await self._store.add(counter, amount=amount)
+        if value is None:  # deleted since the check
+            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+        return value
+
     async def delete(self, counter: CounterId, *, credential: str | None) -> None:
         """Delete the counter as its owner or the operator."""
         await self._check_admin(counter, credential)

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store, open_store
+from visit_tracker.stores.base import LARGEST
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +188,41 @@ async def test_export_and_restore_keep_the_owner(store: Store) -> None:
     await store.restore([CounterRecord(HOME, 9, 1, 2, None), CounterRecord(ABOUT, 4, 1, 2, OWNER)])
     assert await store.read(HOME) == CounterRecord(HOME, 9, 1, 2, None)
     assert await store.read(ABOUT) == CounterRecord(ABOUT, 4, 1, 2, OWNER)
+
+
+async def test_add_changes_an_existing_counter_by_the_amount(store: Store) -> None:
+    """Add raises or lowers a counter's value, keeps its owner, and later hits go on from it."""
+    await store.create(HOME, value=40, admin_key_hash=OWNER)
+    assert await store.add(HOME, amount=5) == 45
+    assert await store.add(HOME, amount=-3) == 42
+    assert await store.apply([Hit(HOME)]) == [43]
+    record = await store.read(HOME)
+    assert record is not None
+    assert (record.value, record.admin_key_hash) == (43, OWNER)
+    assert record.created_at <= record.updated_at
+
+
+async def test_add_stops_at_zero_and_at_the_largest_value(store: Store) -> None:
+    """An amount past either end of the range leaves the counter at that end, exactly."""
+    await store.create(HOME, value=3, admin_key_hash=None)
+    assert await store.add(HOME, amount=-10) == 0
+    assert await store.add(HOME, amount=-LARGEST) == 0
+    await store.update(HOME, value=LARGEST - 2)
+    assert await store.add(HOME, amount=1) == LARGEST - 1
+    assert await store.add(HOME, amount=LARGEST) == LARGEST
+    assert await store.value(HOME) == LARGEST
+
+
+async def test_add_to_a_missing_counter_changes_nothing(store: Store) -> None:
+    """Add answers None for a counter that does not exist, and does not create it."""
+    assert await store.add(HOME, amount=5) is None
+    assert await store.read(HOME) is None
+
+
+async def test_adds_and_hits_at_once_lose_nothing(store: Store) -> None:
+    """Adds applied concurrently with batches of hits all count: the total is their sum."""
+    await store.create(HOME, value=10, admin_key_hash=None)  # no add can reach 0
+    adds = [store.add(HOME, amount=amount) for amount in (100, -1, 7, 1000) * 3]
+    hits = [store.apply([Hit(HOME)] * size) for size in (1, 5, 20) * 3]
+    await asyncio.gather(*adds, *hits)
+    assert await store.value(HOME) == 10 + 1106 * 3 + 26 * 3

@@ -79,11 +79,22 @@ REFUSAL_STATUS: dict[type[Refused], int] = {
 }
 
 
+def refusal_status(error: Refused) -> tuple[int, dict[str, str]]:
+    """The status that answers a refusal, and the headers that go with it."""
+    status = REFUSAL_STATUS[type(error)]
+    return status, {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+
+
+def sentence(error: Refused) -> str:
+    """A refusal's message, written for the client, as a sentence."""
+    message = str(error)
+    return f"{message[0].upper()}{message[1:]}."
+
+
 async def refused(_: Request, error: Exception) -> JSONResponse:
     # Registered for Refused only; its message is written for the client.
-    status = REFUSAL_STATUS[type(cast(Refused, error))]
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"detail": f"{str(error)[0].upper()}{str(error)[1:]}."}, status, headers)
+    status, headers = refusal_status(cast(Refused, error))
+    return JSONResponse({"detail": sentence(cast(Refused, error))}, status, headers)
 
 
 async def too_many_requests(_: Request, error: Exception) -> JSONResponse:

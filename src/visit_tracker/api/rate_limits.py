@@ -55,6 +55,18 @@ HITS = Depends(RateLimit(RouteClass.HITS))
 READS = Depends(RateLimit(RouteClass.READS))
 ADMIN = Depends(RateLimit(RouteClass.ADMIN))
 
+TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+"""The query values the framework reads as true for a bool."""
+
+
+async def hits_when_counting(request: Request) -> None:
+    """The hits class for a request that counts (`count=true`), the reads class otherwise."""
+    counts = request.query_params.get("count", "").lower() in TRUE
+    await (HITS if counts else READS).dependency(request)
+
+
+HITS_WHEN_COUNTING = Depends(hits_when_counting)
+
 
 def route_class(router: APIRouter, endpoint: Callable[..., Any]) -> RouteClass | None:
     """The class the metadata of `endpoint`'s route in `router` puts it in: the route's own

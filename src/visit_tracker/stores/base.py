@@ -84,6 +84,12 @@ class Store(Protocol):
         record as it was before, or None, changing nothing, if the counter does not exist."""
         ...
 
+    async def add(self, counter: CounterId, *, amount: int) -> int | None:
+        """Add `amount` (-LARGEST to LARGEST; negative subtracts) to an existing counter in one
+        atomic step, stopping at 0 and at LARGEST; its new value, or None, changing nothing, if
+        it does not exist. Hits applied meanwhile are neither lost nor counted twice."""
+        ...
+
     async def delete(self, counter: CounterId) -> bool:
         """Remove the counter; whether it existed. A later hit starts it again from zero."""
         ...
@@ -113,6 +119,11 @@ class Store(Protocol):
 def now_ms() -> int:
     """The current Unix time in milliseconds: the stores' timestamps."""
     return int(time.time() * 1000)
+
+
+def within_range(value: int) -> int:
+    """The value, stopped at 0 and at LARGEST: the range every store keeps."""
+    return min(max(value, 0), LARGEST)
 
 
 def tally(hits: Sequence[Hit]) -> Mapping[CounterId, int]:

@@ -11,6 +11,7 @@ from visit_tracker.stores.base import (
     now_ms,
     number_hits,
     tally,
+    within_range,
 )
 
 
@@ -58,6 +59,14 @@ class MemoryStore:
             updated_at=now_ms(),
         )
         return old
+
+    async def add(self, counter: CounterId, *, amount: int) -> int | None:
+        old = self._records.get(counter)
+        if old is None:
+            return None
+        value = within_range(old.value + amount)
+        self._records[counter] = replace(old, value=value, updated_at=now_ms())
+        return value
 
     async def delete(self, counter: CounterId) -> bool:
         return self._records.pop(counter, None) is not None

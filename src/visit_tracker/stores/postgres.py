@@ -55,7 +55,7 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
-from visit_tracker.stores.base import CounterId, CounterRecord, Hit, number_hits, tally
+from visit_tracker.stores.base import LARGEST, CounterId, CounterRecord, Hit, number_hits, tally
 
 T = TypeVar("T")
 
@@ -143,6 +143,15 @@ UPDATE = """
         old.admin_key_hash
 """
 """Returns the row as it was: the subquery locks it and reads it before the update."""
+
+ADD = """
+    UPDATE counters SET
+        value = least(greatest(value::numeric + %s::numeric, 0), %s::numeric)::bigint,
+        updated_at = floor(extract(epoch FROM now()) * 1000)::bigint
+    WHERE namespace = %s AND key = %s
+    RETURNING value
+"""
+"""Adds in `numeric`, which cannot overflow, and brings the sum back within range as a bigint."""
 
 LIST = """
     SELECT namespace, key, value, created_at, updated_at, admin_key_hash
@@ -263,6 +272,16 @@ class PostgresStore:
     ) -> CounterRecord | None:
         arguments = (value, admin_key_hash, counter.namespace, counter.key)
         return await self._one_record(UPDATE, arguments, writes=True)
+
+    async def add(self, counter: CounterId, *, amount: int) -> int | None:
+        async def write(connection: Connection) -> int | None:
+            cursor = await connection.execute(
+                ADD, (amount, LARGEST, counter.namespace, counter.key)
+            )
+            row = await cursor.fetchone()
+            return int(row[0]) if row else None
+
+        return await self._run(write, writes=True)
 
     async def delete(self, counter: CounterId) -> bool:
         async def write(connection: Connection) -> bool:

@@ -129,6 +129,22 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 return old
 """
 
+ADD = """
+-- KEYS: the counter's hash. ARGV: the time in Unix ms, the amount (negative subtracts).
+-- Replies the new value, or nil if there is no counter. The value stops at 0 and at 2^63 - 1;
+-- HINCRBY refuses, changing nothing, a sum past 2^63 - 1. The reply is read back as a string:
+-- a Lua number (a double) is inexact above 2^53.
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local added = redis.pcall('HINCRBY', KEYS[1], 'value', ARGV[2])
+if type(added) == 'table' and added.err then
+    redis.call('HSET', KEYS[1], 'value', '9223372036854775807')
+elseif added < 0 then
+    redis.call('HSET', KEYS[1], 'value', '0')
+end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+return redis.call('HGET', KEYS[1], 'value')
+"""
+
 DELETE = """
 -- KEYS: the counter's hash, then (one server only) the index set. ARGV: the tag.
 local deleted = redis.call('DEL', KEYS[1])
@@ -300,6 +316,10 @@ class RedisStore:
         new_value = "" if value is None else value
         old = await self._script(UPDATE, counter, now_ms(), new_value, admin_key_hash or "")
         return None if old is None else _record(counter, old)
+
+    async def add(self, counter: CounterId, *, amount: int) -> int | None:
+        value = await self._script(ADD, counter, now_ms(), amount)
+        return None if value is None else int(value)
 
     async def delete(self, counter: CounterId) -> bool:
         return bool(await self._script(DELETE, counter, _tag(counter), index=True))

@@ -25,6 +25,7 @@ from visit_tracker.stores.base import (
     now_ms,
     number_hits,
     tally,
+    within_range,
 )
 
 T = TypeVar("T")
@@ -77,6 +78,10 @@ UPDATE = """
         admin_key_hash = coalesce(?, admin_key_hash), updated_at = ?
     WHERE namespace = ? AND key = ?
 """
+
+VALUE = "SELECT value FROM counters WHERE namespace = ? AND key = ?"
+
+SET_VALUE = "UPDATE counters SET value = ?, updated_at = ? WHERE namespace = ? AND key = ?"
 
 LIST = """
     SELECT namespace, key, value, created_at, updated_at, admin_key_hash
@@ -136,10 +141,7 @@ class SqliteStore:
 
     async def value(self, counter: CounterId) -> int:
         def read() -> int:
-            row = self._db.execute(
-                "SELECT value FROM counters WHERE namespace = ? AND key = ?",
-                (counter.namespace, counter.key),
-            ).fetchone()
+            row = self._db.execute(VALUE, (counter.namespace, counter.key)).fetchone()
             return int(row[0]) if row else 0
 
         return await self._run(read)
@@ -178,6 +180,22 @@ class SqliteStore:
 
         old = await self._run(write)
         return _record(old) if old else None
+
+    async def add(self, counter: CounterId, *, amount: int) -> int | None:
+        where = (counter.namespace, counter.key)
+
+        def write() -> int | None:
+            # Computed here, inside the write transaction: SQLite would turn a sum past 2**63 - 1
+            # into an inexact float.
+            with _write_transaction(self._db):
+                row = self._db.execute(VALUE, where).fetchone()
+                if row is None:
+                    return None
+                value = within_range(int(row[0]) + amount)
+                self._db.execute(SET_VALUE, (value, now_ms(), *where))
+            return value
+
+        return await self._run(write)
 
     async def delete(self, counter: CounterId) -> bool:
         def write() -> bool:

@@ -1,0 +1,102 @@
+"""Counters on other people's pages: an SVG badge (`badge.svg`) and a transparent pixel
+(`pixel.gif`) under `/v1/counters/{namespace}/{key}`, for pages that can show an image but run
+no script of ours — a README, a static site, an e-mail.
+
+Neither answer may be cached anywhere (see `caching`), or views would go uncounted. A store
+failure is answered as on every route, with a JSON 503 or 504: an image tag shows nothing then.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import AfterValidator
+
+from visit_tracker import badges
+from visit_tracker.api.caching import NO_CACHE
+from visit_tracker.api.counters import Key, Namespace
+from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.rate_limits import HITS, HITS_WHEN_COUNTING
+from visit_tracker.api.schemas import RATE_LIMITED, STORE_UNAVAILABLE, STORE_UNCONFIRMED
+from visit_tracker.stores import CounterId
+
+router = APIRouter(prefix="/v1/counters", tags=["embedding"])
+
+PIXEL = bytes.fromhex(
+    "474946383961"  # GIF89a
+    "01000100" "800000"  # 1 x 1 pixels; a global colour table of 2 colours follows
+    "000000" "ffffff"  # the colour table: black, white
+    "21f904" "01000000" "00"  # graphic control extension: colour 0 is transparent
+    "2c" "00000000" "01000100" "00"  # image descriptor: at 0,0, 1 x 1, no local colour table
+    "02" "02" "4401" "00"  # LZW-compressed pixels (minimum code size 2): clear, 0, end
+    "3b"  # trailer
+)  # fmt: skip
+"""A 1 x 1 transparent GIF of 43 bytes, an image every browser and mail client shows."""
+
+SVG_HEADERS = {
+    **NO_CACHE,
+    # A badge opened on its own is a document: it may run nothing and load nothing.
+    "Content-Security-Policy": "default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+Label = Annotated[
+    str,
+    Query(
+        max_length=badges.MAX_LABEL,
+        description="The text on the left; empty for none. Control characters are refused.",
+    ),
+    AfterValidator(badges.check_label),
+]
+Color = Annotated[
+    str,
+    Query(description=f"The colour of the count's side: {badges.COLOR_RULE}."),
+    AfterValidator(badges.check_color),
+]
+Style = Annotated[badges.Style, Query(description="The badge's shape, as on shields.io.")]
+CountView = Annotated[bool, Query(description="Count this view as a hit before drawing the badge.")]
+
+IMAGE_ERRORS = {**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED}
+
+
+@router.get(
+    "/{namespace}/{key}/badge.svg",
+    response_class=Response,
+    dependencies=[HITS_WHEN_COUNTING],
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "The badge, never cached."},
+        **IMAGE_ERRORS,
+    },
+)
+async def badge(
+    *,
+    namespace: Namespace,
+    key: Key,
+    tracker: TrackerDep,
+    count: CountView = False,
+    label: Label = "visits",
+    color: Color = "brightgreen",
+    style: Style = "flat",
+) -> Response:
+    """An SVG badge showing a counter's value, shortened and rounded down (12.3k); with
+    `count=true` the view counts as a hit first. A counter that does not exist shows 0 and is
+    not created by a badge that does not count."""
+    counter = CounterId(namespace, key)
+    value = await tracker.visit(counter) if count else await tracker.total(counter)
+    svg = badges.render(label=label, count=value, color=color, style=style)
+    return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
+
+
+@router.get(
+    "/{namespace}/{key}/pixel.gif",
+    response_class=Response,
+    dependencies=[HITS],
+    responses={
+        200: {"content": {"image/gif": {}}, "description": "A 1 x 1 transparent GIF."},
+        **IMAGE_ERRORS,
+    },
+)
+async def pixel(namespace: Namespace, key: Key, tracker: TrackerDep) -> Response:
+    """Count a hit (creating the counter on its first) and answer a 1 x 1 transparent GIF: an
+    `<img>` counts a page view without JavaScript."""
+    await tracker.visit(CounterId(namespace, key))
+    return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
