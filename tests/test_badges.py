@@ -75,7 +75,6 @@ def test_a_shortened_count_never_overstates_and_stays_short() -> None:
     ("color", "hex_color"),
     [
         ("brightgreen", "#44cc11"),
-        ("Blue", "#007ec6"),
         ("lightgray", "#9f9f9f"),
         ("f80", "#ff8800"),
         ("C0FFEE", "#c0ffee"),

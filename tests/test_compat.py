@@ -77,7 +77,8 @@ def test_create_answers_countapis_fields_and_the_admin_key(client: TestClient) -
 
 def test_set_takes_the_admin_key_and_answers_old_and_new(client: TestClient) -> None:
     """Set with the admin key answers `{"old_value", "value"}`; without it 401, with another
-    key 403, each answering the unchanged value; a missing counter is 404 with nulls."""
+    key 403 answering the unchanged value; without any, 401 with nulls, the store not asked; a
+    missing counter is 404 with nulls."""
     key = client.get("/create", params={"namespace": "site", "key": "home", "value": 5}).json()[
         "admin_key"
     ]
@@ -86,7 +87,7 @@ def test_set_takes_the_admin_key_and_answers_old_and_new(client: TestClient) -> 
     anonymous = client.get("/set/site/home", params={"value": 0})
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"] == "Bearer"
-    assert anonymous.json()["old_value"] == anonymous.json()["value"] == 42
+    assert anonymous.json()["old_value"] is anonymous.json()["value"] is None
     wrong = client.get("/set/site/home", params={"value": 0}, headers=bearer("not-the-key"))
     assert wrong.status_code == 403
     assert (wrong.json()["old_value"], wrong.json()["value"]) == (42, 42)
@@ -98,8 +99,8 @@ def test_set_takes_the_admin_key_and_answers_old_and_new(client: TestClient) -> 
 
 
 def test_update_adds_an_amount_for_the_admin_only(client: TestClient) -> None:
-    """Update with the admin key adds or subtracts, stopping at 0; without it 401 with the
-    value unchanged; a missing counter is 404 `{"value": null}`."""
+    """Update with the admin key adds or subtracts, stopping at 0; without it 401 with a null
+    value; a missing counter is 404 `{"value": null}`."""
     key = client.get("/create", params={"namespace": "site", "key": "home", "value": 10}).json()[
         "admin_key"
     ]
@@ -108,7 +109,7 @@ def test_update_adds_an_amount_for_the_admin_only(client: TestClient) -> None:
     assert client.get("/update/site/home?amount=-100", headers=bearer(key)).json() == {"value": 0}
     refused = client.get("/update/site/home?amount=5")
     assert refused.status_code == 401
-    assert refused.json()["value"] == 0
+    assert refused.json()["value"] is None
     missing = client.get("/update/site/nothing?amount=5", headers=bearer(key))
     assert missing.status_code == 404
     assert missing.json()["value"] is None

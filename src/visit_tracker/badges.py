@@ -38,6 +38,8 @@ MAX_LABEL = 64
 
 HEX_COLOR = re.compile(r"[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6}")
 COLOR_RULE = f"one of {', '.join(NAMED_COLORS)}, or 3 or 6 hexadecimal digits without '#'"
+COLOR_PATTERN = f"^({'|'.join(NAMED_COLORS)}|{HEX_COLOR.pattern})$"
+"""The same rule as a regular expression, for the API's schema."""
 
 FONT_FAMILY = "Verdana,Geneva,DejaVu Sans,sans-serif"
 SUFFIXES = "kMGTPE"
@@ -115,7 +117,7 @@ def abbreviate(count: int) -> str:
 def color_hex(color: str) -> str:
     """`#rrggbb` for a colour name (see `NAMED_COLORS`) or 3 or 6 hexadecimal digits without
     '#'; ValueError for anything else."""
-    named = NAMED_COLORS.get(color.lower())
+    named = NAMED_COLORS.get(color)
     if named is not None:
         return named
     if not HEX_COLOR.fullmatch(color):

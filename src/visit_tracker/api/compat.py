@@ -37,6 +37,7 @@ from visit_tracker.api.counters import (
 from visit_tracker.api.deps import TrackerDep
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS
 from visit_tracker.api.schemas import (
+    BODY_TOO_LARGE,
     NEEDS_ADMIN,
     RATE_LIMITED,
     STORE_UNAVAILABLE,
@@ -48,7 +49,11 @@ from visit_tracker.service import Tracker
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId
 from visit_tracker.stores.base import LARGEST, NAME_PATTERN
 
-router = APIRouter(tags=["countapi"], dependencies=[Depends(uncached)], responses=RATE_LIMITED)
+router = APIRouter(
+    tags=["countapi"],
+    dependencies=[Depends(uncached)],
+    responses={**RATE_LIMITED, **BODY_TOO_LARGE},
+)
 
 DEFAULT_NAMESPACE = DEFAULT_COUNTER.namespace
 
@@ -135,8 +140,11 @@ def _refusal(error: Refused, body: dict[str, int | None]) -> JSONResponse:
     return JSONResponse(content, status, {**headers, **NO_CACHE})
 
 
-async def _current(tracker: Tracker, counter: CounterId) -> int | None:
-    """The counter's value, None if it does not exist."""
+async def _current(tracker: Tracker, counter: CounterId, error: Refused) -> int | None:
+    """The counter's value for a refused change: None if it does not exist, or if the request
+    brought no credential at all — then it is refused without asking the store."""
+    if isinstance(error, Unauthenticated):
+        return None
     try:
         return (await tracker.counter(counter)).value
     except CounterNotFound:
@@ -195,7 +203,7 @@ async def set_value(
     except CounterNotFound as error:
         return _refusal(error, {"old_value": None, "value": None})
     except (Unauthenticated, Forbidden) as error:
-        current = await _current(tracker, counter)
+        current = await _current(tracker, counter, error)
         return _refusal(error, {"old_value": current, "value": current})
     return ValueChange(old_value=old, value=value)
 
@@ -225,7 +233,7 @@ async def update(
     except CounterNotFound as error:
         return _refusal(error, {"value": None})
     except (Unauthenticated, Forbidden) as error:
-        return _refusal(error, {"value": await _current(tracker, counter)})
+        return _refusal(error, {"value": await _current(tracker, counter, error)})
     return CountValue(value=value)
 
 

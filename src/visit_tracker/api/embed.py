@@ -16,10 +16,15 @@ from visit_tracker.api.caching import NO_CACHE
 from visit_tracker.api.counters import Key, Namespace
 from visit_tracker.api.deps import TrackerDep
 from visit_tracker.api.rate_limits import HITS, HITS_WHEN_COUNTING
-from visit_tracker.api.schemas import RATE_LIMITED, STORE_UNAVAILABLE, STORE_UNCONFIRMED
+from visit_tracker.api.schemas import (
+    BODY_TOO_LARGE,
+    RATE_LIMITED,
+    STORE_UNAVAILABLE,
+    STORE_UNCONFIRMED,
+)
 from visit_tracker.stores import CounterId
 
-router = APIRouter(prefix="/v1/counters", tags=["embedding"])
+router = APIRouter(prefix="/v1/counters", tags=["embedding"], responses=BODY_TOO_LARGE)
 
 PIXEL = bytes.fromhex(
     "474946383961"  # GIF89a
@@ -44,12 +49,16 @@ Label = Annotated[
     Query(
         max_length=badges.MAX_LABEL,
         description="The text on the left; empty for none. Control characters are refused.",
+        json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"},
     ),
     AfterValidator(badges.check_label),
 ]
 Color = Annotated[
     str,
-    Query(description=f"The colour of the count's side: {badges.COLOR_RULE}."),
+    Query(
+        description=f"The colour of the count's side: {badges.COLOR_RULE}.",
+        json_schema_extra={"pattern": badges.COLOR_PATTERN},
+    ),
     AfterValidator(badges.check_color),
 ]
 Style = Annotated[badges.Style, Query(description="The badge's shape, as on shields.io.")]
