@@ -166,8 +166,11 @@ def serving(
     command[0] = executable(command[0])
     log = directory / "server.log"
     with log.open("wb") as output:
+        # A process group of its own, so that stopping it reaches every worker; not a session
+        # of its own: Linux's autogroup scheduling shares the CPU equally between sessions, and
+        # would give wrk (in ours) as much of it as the server however little wrk needs.
         server = subprocess.Popen(
-            command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, process_group=0
         )
     url = f"http://{HOST}:{port}"
     try:

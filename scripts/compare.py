@@ -78,9 +78,8 @@ def serving(env: dict[str, str], *, workers: int, directory: Path) -> Iterator[t
     serve += ["--port", str(port), "--workers", str(workers)]
     serve += ["--store", f"sqlite:///{directory}/visits.db"]
     with open(directory / "server.log", "wb") as log:  # its logs, written as in production
-        process = subprocess.Popen(
-            serve, env={**os.environ, **env}, stderr=log, start_new_session=True
-        )
+        # A process group, not a session: see `serving` in bench.py.
+        process = subprocess.Popen(serve, env={**os.environ, **env}, stderr=log, process_group=0)
         try:
             wait_until_ready(url, process)
             yield url, process.pid
