@@ -224,3 +224,14 @@ def test_a_body_that_is_not_json_text_is_a_json_400(operated: TestClient) -> Non
     assert response.status_code == 400
     assert "detail" in response.json()
     assert operated.get("/v1/counters/site/home").json()["value"] == 3
+
+
+def test_nobody_but_the_operator_owns_the_counter_of_post_visit(operated: TestClient) -> None:
+    """The counter behind POST /visit cannot be created to take its admin key; the operator
+    claims it."""
+    refused = operated.post("/v1/counters/default/visits", json={"value": 0})
+    assert refused.status_code == 403
+    assert "operator" in refused.json()["detail"]
+    operated.post("/visit")
+    claimed = operated.post("/v1/counters/default/visits/admin-key", headers=bearer(OPERATOR))
+    assert claimed.status_code == 200

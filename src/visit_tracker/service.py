@@ -12,6 +12,7 @@ from visit_tracker import ownership
 from visit_tracker.errors import (
     CounterExists,
     CounterNotFound,
+    Forbidden,
     StoreError,
     StoreOutcomeUnknown,
     Unauthenticated,
@@ -74,6 +75,11 @@ class Tracker:
     async def create(self, counter: CounterId, *, value: int) -> tuple[CounterRecord, str]:
         """Create the counter at `value`, owned by a new admin key; the record and that key,
         which is not kept anywhere. `CounterExists` if the counter exists."""
+        if counter == DEFAULT_COUNTER:  # the site total must not be anyone's to take
+            raise Forbidden(
+                "the counter of POST /visit belongs to the operator: it claims it with the "
+                "operator token at /v1/counters/default/visits/admin-key"
+            )
         admin_key = ownership.new_admin_key()
         record = await self._store.create(
             counter, value=value, admin_key_hash=ownership.key_hash(admin_key)

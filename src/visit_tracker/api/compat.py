@@ -27,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from visit_tracker.api import errors
 from visit_tracker.api.caching import NO_CACHE, uncached
 from visit_tracker.api.counters import (
+    LARGEST_SET,
     NAME_RULE,
     Credential,
     Key,
@@ -47,7 +48,7 @@ from visit_tracker.api.schemas import (
 from visit_tracker.errors import CounterNotFound, Forbidden, Refused, Unauthenticated
 from visit_tracker.service import Tracker
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId
-from visit_tracker.stores.base import LARGEST, NAME_PATTERN
+from visit_tracker.stores.base import NAME_PATTERN
 
 router = APIRouter(
     tags=["countapi"],
@@ -112,10 +113,14 @@ COUNTS = {**STORE_UNAVAILABLE, **STORE_UNCONFIRMED}
 SET_ANSWERS = {**_missing(UnchangedValue), **_refused(UnchangedValue), **COUNTS}
 UPDATE_ANSWERS = {**_missing(NoCount), **_refused(UnchangedCount), **COUNTS}
 
-NewValue = Annotated[int, Query(ge=0, le=LARGEST, description="The value to set.")]
+NewValue = Annotated[int, Query(ge=0, le=LARGEST_SET, description="The value to set.")]
 Amount = Annotated[
     int,
-    Query(ge=-LARGEST, le=LARGEST, description="What to add; negative subtracts (down to 0)."),
+    Query(
+        ge=-LARGEST_SET,
+        le=LARGEST_SET,
+        description="What to add; negative subtracts (down to 0).",
+    ),
 ]
 
 
@@ -130,7 +135,7 @@ NamespaceQuery = Annotated[str, _name_query("namespace"), AfterValidator(follows
 KeyQuery = Annotated[
     str, _name_query("key (a new UUID when not given)"), AfterValidator(follows_name_rule)
 ]
-StartValue = Annotated[int, Query(ge=0, le=LARGEST, description="Where the count starts.")]
+StartValue = Annotated[int, Query(ge=0, le=LARGEST_SET, description="Where the count starts.")]
 
 
 def _refusal(error: Refused, body: dict[str, int | None]) -> JSONResponse:
@@ -179,7 +184,10 @@ async def get(namespace: Namespace, key: Key, tracker: TrackerDep) -> CountValue
 
 
 @router.get(
-    "/get/{key}", response_model=CountValue, responses={**_missing(NoCount), **STORE_UNAVAILABLE}
+    "/get/{key}",
+    dependencies=[READS],
+    response_model=CountValue,
+    responses={**_missing(NoCount), **STORE_UNAVAILABLE},
 )
 async def get_default(key: Key, tracker: TrackerDep) -> CountValue | JSONResponse:
     """`get` on a key of the namespace `default`."""
@@ -284,7 +292,10 @@ async def info(namespace: Namespace, key: Key, tracker: TrackerDep) -> CountInfo
 
 
 @router.get(
-    "/info/{key}", response_model=CountInfo, responses={**_missing(NoCount), **STORE_UNAVAILABLE}
+    "/info/{key}",
+    dependencies=[READS],
+    response_model=CountInfo,
+    responses={**_missing(NoCount), **STORE_UNAVAILABLE},
 )
 async def info_default(key: Key, tracker: TrackerDep) -> CountInfo | JSONResponse:
     """`info` on a key of the namespace `default`."""

@@ -151,7 +151,13 @@ class CounterPage(BaseModel):
     )
 
 
-EXISTS: Responses = {409: {"model": ErrorBody, "description": "The counter exists already."}}
+EXISTS: Responses = {
+    403: {
+        "model": ErrorBody,
+        "description": "The counter of POST /visit (default/visits): only the operator claims it.",
+    },
+    409: {"model": ErrorBody, "description": "The counter exists already."},
+}
 
 
 @router.post(
