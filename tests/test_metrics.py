@@ -128,6 +128,21 @@ def test_routes_are_labelled_by_template_and_store_errors_by_kind(tmp_path: Path
     assert not [key for key in found if ("route", "/no/such/page") in key[1]]
 
 
+def test_a_store_failure_on_a_counter_route_is_counted(tmp_path: Path) -> None:
+    """A locked store that fails the creation of a named counter shows as a store error too."""
+    database = tmp_path / "visits.db"
+    with TestClient(create_app(Settings(store=f"sqlite:///{database}", store_timeout=0.2))) as (
+        client
+    ):
+        blocker = sqlite3.connect(database, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        assert client.post("/v1/counters/example.com/home").status_code == 503
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        found = samples(client.get("/metrics").text)
+    assert value(found, "visit_tracker_store_errors_total", kind="StoreUnavailable") == 1
+
+
 def test_the_dashboard_reads_only_metrics_the_server_exports() -> None:
     """Every metric the Grafana dashboard queries is one /metrics exports, and it queries each."""
     dashboard = json.loads(DASHBOARD.read_text())

@@ -5,8 +5,9 @@ the group-commit `Recorder`.
 """
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from visit_tracker import ownership
 from visit_tracker.errors import (
@@ -29,6 +30,12 @@ from visit_tracker.stores import (
     Store,
     open_store,
 )
+
+T = TypeVar("T")
+
+
+def _missing(counter: CounterId) -> CounterNotFound:
+    return CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
 
 
 class Tracker:
@@ -67,9 +74,9 @@ class Tracker:
 
     async def counter(self, counter: CounterId) -> CounterRecord:
         """The counter's record; `CounterNotFound` if it does not exist."""
-        record = await self._store.read(counter)
+        record = await self._asked(self._store.read(counter))
         if record is None:
-            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+            raise _missing(counter)
         return record
 
     async def create(self, counter: CounterId, *, value: int) -> tuple[CounterRecord, str]:
@@ -81,8 +88,8 @@ class Tracker:
                 "operator token at /v1/counters/default/visits/admin-key"
             )
         admin_key = ownership.new_admin_key()
-        record = await self._store.create(
-            counter, value=value, admin_key_hash=ownership.key_hash(admin_key)
+        record = await self._asked(
+            self._store.create(counter, value=value, admin_key_hash=ownership.key_hash(admin_key))
         )
         if record is None:
             raise CounterExists(f"counter {counter.namespace}/{counter.key} exists already")
@@ -91,9 +98,9 @@ class Tracker:
     async def set_value(self, counter: CounterId, value: int, *, credential: str | None) -> int:
         """Set the counter's value as its owner or the operator; the value it had before."""
         await self._check_admin(counter, credential)
-        old = await self._store.update(counter, value=value)
+        old = await self._asked(self._store.update(counter, value=value))
         if old is None:  # deleted since the check
-            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+            raise _missing(counter)
         return old.value
 
     async def add(self, counter: CounterId, amount: int, *, credential: str | None) -> int:
@@ -101,29 +108,30 @@ class Tracker:
         atomic step that loses no concurrent hit; the new value, which stops at 0 and at the
         largest value a store keeps."""
         await self._check_admin(counter, credential)
-        value = await self._store.add(counter, amount=amount)
+        value = await self._asked(self._store.add(counter, amount=amount))
         if value is None:  # deleted since the check
-            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+            raise _missing(counter)
         return value
 
     async def delete(self, counter: CounterId, *, credential: str | None) -> None:
         """Delete the counter as its owner or the operator."""
         await self._check_admin(counter, credential)
-        if not await self._store.delete(counter):
-            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+        if not await self._asked(self._store.delete(counter)):
+            raise _missing(counter)
 
     async def new_admin_key(self, counter: CounterId, *, credential: str | None) -> str:
         """Give the counter a new admin key, as its owner (the old key stops working) or the
         operator (which claims a counter that hits created, owned by nobody); the new key."""
         await self._check_admin(counter, credential)
         admin_key = ownership.new_admin_key()
-        if await self._store.update(counter, admin_key_hash=ownership.key_hash(admin_key)) is None:
-            raise CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
+        new_hash = ownership.key_hash(admin_key)
+        if await self._asked(self._store.update(counter, admin_key_hash=new_hash)) is None:
+            raise _missing(counter)
         return admin_key
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
         """Up to `limit` counters of the namespace, in key order, after the key `after`."""
-        return await self._store.counters_in(namespace, after=after, limit=limit)
+        return await self._asked(self._store.counters_in(namespace, after=after, limit=limit))
 
     async def _check_admin(self, counter: CounterId, credential: str | None) -> None:
         if credential is None:
@@ -133,8 +141,12 @@ class Tracker:
 
     async def _read(self, counter: CounterId) -> int:
         """One store read, shared by the callers waiting for it; its failure counted once."""
+        return await self._asked(self._store.value(counter))
+
+    async def _asked(self, operation: Awaitable[T]) -> T:
+        """The answer of one store operation; its failure counted in the metrics."""
         try:
-            return await self._store.value(counter)
+            return await operation
         except (StoreError, StoreOutcomeUnknown) as error:
             self._metrics.store_failed(error)
             raise
@@ -145,8 +157,4 @@ class Tracker:
 
     async def check_ready(self) -> None:
         """Raise `StoreError` unless the store answers."""
-        try:
-            await self._store.ping()
-        except StoreError as error:
-            self._metrics.store_failed(error)
-            raise
+        await self._asked(self._store.ping())
