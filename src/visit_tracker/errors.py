@@ -8,11 +8,11 @@ VisitTrackerError
 ├── StoreOutcomeUnknown     a write reached the store but its answer was lost: it may be applied
 ├── MalformedExport         a file given to `import` is not a valid export; nothing was imported
 ├── ShuttingDown            the server is draining and takes no new visits
-└── Refused                 a request the service will not carry out, as asked
-    ├── CounterNotFound     the counter does not exist
-    ├── CounterExists       a counter to create exists already
-    ├── Unauthenticated     a change to a counter came without a credential
-    └── Forbidden           its credential is neither the counter's admin key nor the operator's
+├── Refused                 a request the service will not carry out, as asked
+│   ├── CounterNotFound     the counter does not exist
+│   ├── CounterExists       a counter to create exists already
+│   ├── Unauthenticated     a change to a counter came without a credential
+│   └── Forbidden           its credential is neither the counter's admin key nor the operator's
 └── RateLimited             a client made more requests than its quota allows; retry later
 """
 

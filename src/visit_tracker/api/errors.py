@@ -77,11 +77,12 @@ REFUSAL_STATUS: dict[type[Refused], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
 }
+"""A refusal's status is its most specific kind's here (a subclass answers as its parent)."""
 
 
 def refusal_status(error: Refused) -> tuple[int, dict[str, str]]:
     """The status that answers a refusal, and the headers that go with it."""
-    status = REFUSAL_STATUS[type(error)]
+    status = next(REFUSAL_STATUS[kind] for kind in type(error).__mro__ if kind in REFUSAL_STATUS)
     return status, {"WWW-Authenticate": "Bearer"} if status == 401 else {}
 
 
