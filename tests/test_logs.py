@@ -1,5 +1,6 @@
 """The real server's logs: structured lines, request ids, and nothing that identifies a visitor."""
 
+import io
 import json
 import os
 import re
@@ -12,7 +13,7 @@ from typing import Any
 import httpx2
 
 from tests.server import Server, running_server
-from visit_tracker.logs import resolve_format
+from visit_tracker.logs import AccessLog, UtcTimestamp, json_line, resolve_format
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 CLIENT_ADDRESS = "127.0.0.77"
@@ -150,3 +151,23 @@ def test_auto_format_is_console_on_a_terminal_and_json_elsewhere(tmp_path: Path)
             assert resolve_format("console", file) == "console"
     finally:
         os.close(primary)
+
+
+def test_a_json_access_line_carries_any_path_exactly() -> None:
+    """A path with quotes, backslashes, control characters or non-ASCII text still makes one
+    valid JSON line that gives back the path and every other field unchanged."""
+    stream = io.BytesIO()
+    log = AccessLog(render=json_line(UtcTimestamp()), stream=stream)
+    path = '/a"b\\c\n\td/é/\u2028'
+    log.request(b"id-1", "PATCH", path, 404, 0.25)
+    log.flush()
+    (line,) = stream.getvalue().splitlines()
+    event = json.loads(line)
+    assert {name: event[name] for name in ("request_id", "method", "path", "status")} == {
+        "request_id": "id-1",
+        "method": "PATCH",
+        "path": path,
+        "status": 404,
+    }
+    assert (event["event"], event["level"], event["duration_ms"]) == ("request", "info", 0.25)
+    assert event["timestamp"].endswith("Z")

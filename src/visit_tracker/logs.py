@@ -9,6 +9,7 @@ without local variables, so that no secret a frame holds reaches a log.
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, TextIO
 
@@ -86,21 +87,68 @@ class UtcTimestamp:
         self._prefix = ""
 
     def __call__(self, _: Any, __: str, event: structlog.typing.EventDict) -> Any:
-        moment: float = event["timestamp"]
+        event["timestamp"] = self.format(event["timestamp"])
+        return event
+
+    def format(self, moment: float) -> str:
         second = int(moment)
         if second != self._second:
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
             self._second = second
-        event["timestamp"] = f"{self._prefix}.{int((moment - second) * 1e6):06d}Z"
-        return event
+        return f"{self._prefix}.{int((moment - second) * 1e6):06d}Z"
 
 
 Request = tuple[float, bytes, str, str, int, float]
 """What the access log notes of a request: time, id, method, path, status, milliseconds."""
 
+Render = Callable[[Request], bytes]
+
+
+JSON_LINE = (
+    b'{"event":"request","request_id":"%s","method":%s,"path":%s,"status":%d,"duration_ms":%r,'
+    b'"timestamp":"%s","level":"info"}'
+)
+"""The JSON access line: the object structlog's JSONRenderer writes for the same event, filled
+in directly. A line per request is the one rendering on the hot path, and this costs a third of
+building the event and running it through the processors. Request ids are plain ASCII without
+quotes (see `api/observer.py`); method and path go through orjson, which escapes them."""
+
+
+def json_line(timestamp: UtcTimestamp) -> Render:
+    """Renders a request as `JSON_LINE`, its time by `timestamp`."""
+    dumps = orjson.dumps
+
+    def render(request: Request) -> bytes:
+        moment, request_id, method, path, status, duration_ms = request
+        when = timestamp.format(moment).encode()
+        return JSON_LINE % (request_id, dumps(method), dumps(path), status, duration_ms, when)
+
+    return render
+
+
+def processed_line(processors: list[Processor]) -> Render:
+    """Renders a request as an event run through structlog's `processors`."""
+
+    def render(request: Request) -> bytes:
+        moment, request_id, method, path, status, duration_ms = request
+        event: Any = {
+            "event": "request",
+            "request_id": request_id.decode(),
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "timestamp": moment,
+        }
+        for processor in processors:
+            event = processor(None, "info", event)
+        return event if isinstance(event, bytes) else event.encode()
+
+    return render
+
 
 class AccessLog:
-    """One line per request, rendered by structlog's processors, written to a binary stream.
+    """One line per request, rendered by `render`, written to a binary stream.
 
     A request is only noted when it ends; lines are rendered and written together, in one
     system call, once 256 requests have gathered or 0.2 s after the first of them (nginx's
@@ -111,8 +159,8 @@ class AccessLog:
     BATCH = 256
     FLUSH_AFTER = 0.2
 
-    def __init__(self, *, processors: list[Processor], stream: BinaryIO) -> None:
-        self._processors = processors
+    def __init__(self, *, render: Render, stream: BinaryIO) -> None:
+        self._render = render
         self._stream = stream
         self._pending: list[Request] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -136,20 +184,7 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, []
-        lines: list[bytes] = []
-        for moment, request_id, method, path, status, duration_ms in pending:
-            event: Any = {
-                "event": "request",
-                "request_id": request_id.decode(),
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": duration_ms,
-                "timestamp": moment,
-            }
-            for processor in self._processors:
-                event = processor(None, "info", event)
-            lines.append(event if isinstance(event, bytes) else event.encode())
+        lines = list(map(self._render, pending))
         if lines:
             lines.append(b"")
             self._stream.write(b"\n".join(lines))
@@ -158,10 +193,13 @@ class AccessLog:
 
 def access_log(log_format: LogFormat) -> AccessLog:
     """The access log, written to stderr in the given format."""
-    renderer: Processor
     if resolve_format(log_format, sys.stderr) == "json":
-        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        render = json_line(UtcTimestamp())
     else:
-        renderer = _console(sys.stderr)
-    processors: list[Processor] = [structlog.processors.add_log_level, UtcTimestamp(), renderer]
-    return AccessLog(processors=processors, stream=sys.stderr.buffer)
+        processors: list[Processor] = [
+            structlog.processors.add_log_level,
+            UtcTimestamp(),
+            _console(sys.stderr),
+        ]
+        render = processed_line(processors)
+    return AccessLog(render=render, stream=sys.stderr.buffer)
