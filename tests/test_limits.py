@@ -86,3 +86,20 @@ def test_an_oversize_body_gets_a_json_413(tmp_path: Path) -> None:
         assert over.json() == {"detail": "The request body is larger than 100 bytes."}
         huge = httpx2.post(f"{server.url}/healthz", content=b"x" * (1024 * 1024))
         assert huge.status_code == 413
+
+
+def test_an_oversize_request_head_is_refused_with_431(tmp_path: Path) -> None:
+    """A header of 40 KB is served; one of 200 KB, or more header fields than the HTTP layer
+    takes, is answered 431 and never reaches the application."""
+    with running_server("--store", f"sqlite:///{tmp_path}/v.db") as server:
+
+        def status_of(headers: bytes) -> bytes:
+            with socket.create_connection(address(server), timeout=5) as connection:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+                return connection.recv(1024).split(b"\r\n")[0]
+
+        assert status_of(b"X-Big: " + b"a" * 40_000 + b"\r\n") == b"HTTP/1.1 200 OK"
+        too_long = b"X-Big: " + b"a" * 200_000 + b"\r\n"
+        assert status_of(too_long) == b"HTTP/1.1 431 Request Header Fields Too Large"
+        too_many = b"".join(b"X-Field-%d: v\r\n" % number for number in range(200))
+        assert status_of(too_many) == b"HTTP/1.1 431 Request Header Fields Too Large"
