@@ -119,6 +119,34 @@ def test_logs_name_neither_the_client_address_nor_its_user_agent(tmp_path: Path)
         assert secret not in text
 
 
+def test_logs_hold_no_credential_nor_admin_key(tmp_path: Path) -> None:
+    """The operator token, a counter's admin key and refused bearer tokens, sent and answered at
+    debug level with the access log on, appear nowhere in the log."""
+    operator = "operator-token-for-the-log-test-0123456789"
+    with (
+        logging_server(
+            tmp_path,
+            "--access-log",
+            VISIT_TRACKER_LOG_LEVEL="debug",
+            VISIT_TRACKER_ADMIN_TOKEN=operator,
+        ) as (server, log),
+        httpx2.Client(base_url=server.url) as client,
+    ):
+        created = client.post("/v1/counters/example.com/home", json={"value": 1})
+        admin_key = created.json()["admin_key"]
+        owner = {"Authorization": f"Bearer {admin_key}"}
+        changed = client.put("/v1/counters/example.com/home", json={"value": 2}, headers=owner)
+        assert changed.status_code == 200
+        wrong = {"Authorization": "Bearer wrong-token-for-the-log-test"}
+        assert client.delete("/v1/counters/example.com/home", headers=wrong).status_code == 403
+        operating = {"Authorization": f"Bearer {operator}"}
+        assert client.delete("/v1/counters/example.com/home", headers=operating).status_code == 204
+    text = log.read_text()
+    assert len(request_lines(log)) == 4
+    for secret in (operator, admin_key, "wrong-token-for-the-log-test"):
+        assert secret not in text
+
+
 def test_console_format_writes_readable_lines(tmp_path: Path) -> None:
     """VISIT_TRACKER_LOG_FORMAT=console writes key=value text, not JSON and without colours
     when not on a terminal, for granian's messages and requests alike."""
