@@ -7,7 +7,7 @@ import pytest
 from visit_tracker.backup import format_header, format_record, parse
 from visit_tracker.errors import MalformedExport
 from visit_tracker.stores import CounterId, CounterRecord
-from visit_tracker.stores.base import LARGEST
+from visit_tracker.stores.base import LARGEST, LARGEST_SET
 
 HOME = CounterRecord(CounterId("site", "home"), 5, 1_700_000_000_000, 1_700_000_000_123)
 OWNED = CounterRecord(CounterId("site", "about"), 7, 1, 2, "0123456789abcdef" * 4)
@@ -77,10 +77,13 @@ def test_an_export_of_no_counters_is_just_the_header() -> None:
 
 
 def test_the_largest_value_and_every_name_character_are_accepted() -> None:
-    """Values up to 2**63-1 and names of 64 characters from the whole alphabet pass."""
+    """Values up to 2**53-1, times up to 2**63-1 and names of 64 characters from the whole
+    alphabet pass."""
     name = "Az09_.-" + "x" * 57
-    records = parse(export_of(line(namespace=name, key=name, value=LARGEST, updated_at=LARGEST)))
-    assert records == [CounterRecord(CounterId(name, name), LARGEST, 1, LARGEST)]
+    records = parse(
+        export_of(line(namespace=name, key=name, value=LARGEST_SET, updated_at=LARGEST))
+    )
+    assert records == [CounterRecord(CounterId(name, name), LARGEST_SET, 1, LARGEST)]
 
 
 @pytest.mark.parametrize(
@@ -98,11 +101,12 @@ def test_the_largest_value_and_every_name_character_are_accepted() -> None:
         (line(key=""), 'key "" must match'),
         (line(key="k" * 65), "key"),
         (line(namespace=7), "namespace 7 must match"),
-        (line(value=-1), "value must be a whole number from 0 to 9223372036854775807, not -1"),
+        (line(value=-1), "value must be a whole number from 0 to 9007199254740991, not -1"),
         (line(value=1.5), "not 1.5"),
         (line(value="3"), 'not "3"'),
         (line(value=True), "not true"),
-        (line(value=LARGEST + 1), f"not {LARGEST + 1}"),
+        (line(value=LARGEST_SET + 1), f"not {LARGEST_SET + 1}"),
+        (line(updated_at=LARGEST + 1), f"not {LARGEST + 1}"),
         (line(created_at=-5), "created_at must be a whole number"),
         (line(created_at=3, updated_at=2), "created_at is later than updated_at"),
     ],

@@ -13,7 +13,7 @@ from tests.conftest import NewStoreUrl
 from tests.server import command
 from visit_tracker.backup import format_header
 from visit_tracker.stores import CounterId, CounterRecord, Hit, open_store
-from visit_tracker.stores.base import LARGEST
+from visit_tracker.stores.base import LARGEST, LARGEST_SET
 
 ROUND_TRIP = ["sqlite", "postgresql", "redis", "redis-cluster", "sqlite"]
 """The stores a set of counters passes through, in order: a new kind of store is one more line."""
@@ -31,7 +31,7 @@ RECORDS = [
         )
         for i in range(2500)
     ),
-    CounterRecord(CounterId("Az09_.-" + "x" * 57, "k"), LARGEST, 0, LARGEST),
+    CounterRecord(CounterId("Az09_.-" + "x" * 57, "k"), LARGEST_SET, 0, LARGEST),
 ]
 """More counters than one export round trip fetches, owned and unowned, names from the whole
 alphabet, extremes."""

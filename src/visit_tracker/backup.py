@@ -7,8 +7,9 @@ is one counter, in (namespace, key) order:
     {"namespace": "site", "key": "home", "value": 5, "created_at": 1753146000123, "updated_at": ...,
      "admin_key_hash": null}
 
-`value` is a whole number from 0 to 2**63 - 1; `created_at` and `updated_at` are Unix times in
-milliseconds, `created_at` not after `updated_at`; names match `^[A-Za-z0-9_.-]{1,64}$`;
+`value` is a whole number from 0 to 2**53 - 1 (see `LARGEST_SET`); `created_at` and
+`updated_at` are Unix times in milliseconds up to 2**63 - 1, `created_at` not after
+`updated_at`; names match `^[A-Za-z0-9_.-]{1,64}$`;
 `admin_key_hash` is the SHA-256 of the counter's admin key in lowercase hexadecimal, or null for
 a counter nobody owns (an export carries no admin key itself, only what checks one). Every field
 is required and no other is allowed, so a typo is caught rather than ignored. Version 1 files,
@@ -24,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from visit_tracker.errors import MalformedExport
-from visit_tracker.stores.base import LARGEST, NAME_PATTERN, CounterId, CounterRecord
+from visit_tracker.stores.base import LARGEST, LARGEST_SET, NAME_PATTERN, CounterId, CounterRecord
 
 FORMAT = "visit-tracker-counters"
 VERSION = 2
@@ -118,7 +119,12 @@ def _record(
         raise MalformedExport(number, f"unknown field {unknown[0]!r}")
     namespace, key = (_name(fields, name, number) for name in ("namespace", "key"))
     value, created_at, updated_at = (
-        _whole_number(fields, name, number) for name in ("value", "created_at", "updated_at")
+        _whole_number(fields, name, number, largest=largest)
+        for name, largest in (
+            ("value", LARGEST_SET),
+            ("created_at", LARGEST),
+            ("updated_at", LARGEST),
+        )
     )
     if created_at > updated_at:
         raise MalformedExport(number, "created_at is later than updated_at")
@@ -141,11 +147,11 @@ def _name(fields: dict[str, Any], name: str, number: int) -> str:
     return found
 
 
-def _whole_number(fields: dict[str, Any], name: str, number: int) -> int:
+def _whole_number(fields: dict[str, Any], name: str, number: int, *, largest: int) -> int:
     found = fields[name]
     # bool is an int in Python, but true is not a count.
-    if type(found) is not int or not 0 <= found <= LARGEST:
+    if type(found) is not int or not 0 <= found <= largest:
         raise MalformedExport(
-            number, f"{name} must be a whole number from 0 to {LARGEST}, not {json.dumps(found)}"
+            number, f"{name} must be a whole number from 0 to {largest}, not {json.dumps(found)}"
         )
     return found

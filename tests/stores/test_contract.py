@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store, open_store
-from visit_tracker.stores.base import LARGEST
+from visit_tracker.stores.base import LARGEST_SET
 
 pytestmark = pytest.mark.anyio
 
@@ -206,11 +206,21 @@ async def test_add_stops_at_zero_and_at_the_largest_value(store: Store) -> None:
     """An amount past either end of the range leaves the counter at that end, exactly."""
     await store.create(HOME, value=3, admin_key_hash=None)
     assert await store.add(HOME, amount=-10) == 0
-    assert await store.add(HOME, amount=-LARGEST) == 0
-    await store.update(HOME, value=LARGEST - 2)
-    assert await store.add(HOME, amount=1) == LARGEST - 1
-    assert await store.add(HOME, amount=LARGEST) == LARGEST
-    assert await store.value(HOME) == LARGEST
+    assert await store.add(HOME, amount=-LARGEST_SET) == 0
+    await store.update(HOME, value=LARGEST_SET - 2)
+    assert await store.add(HOME, amount=1) == LARGEST_SET - 1
+    assert await store.add(HOME, amount=LARGEST_SET) == LARGEST_SET
+    assert await store.value(HOME) == LARGEST_SET
+
+
+async def test_hits_count_on_past_the_largest_value_a_counter_is_put_at(store: Store) -> None:
+    """A counter brought to the top of the range values are put in still counts every hit."""
+    await store.create(HOME, value=LARGEST_SET, admin_key_hash=None)
+    # Each batch ends on an odd total past 2**53, which a double would round.
+    assert await store.apply([Hit(HOME)] * 4) == [LARGEST_SET + n for n in range(1, 5)]
+    assert await store.apply([Hit(HOME)] * 2) == [LARGEST_SET + 5, LARGEST_SET + 6]
+    assert await store.apply([Hit(HOME)]) == [LARGEST_SET + 7]
+    assert await store.value(HOME) == LARGEST_SET + 7
 
 
 async def test_add_to_a_missing_counter_changes_nothing(store: Store) -> None:

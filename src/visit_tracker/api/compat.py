@@ -27,7 +27,6 @@ from pydantic import AfterValidator, BaseModel, Field
 from visit_tracker.api import errors
 from visit_tracker.api.caching import NO_CACHE, uncached
 from visit_tracker.api.counters import (
-    LARGEST_SET,
     NAME_RULE,
     Credential,
     Key,
@@ -48,7 +47,7 @@ from visit_tracker.api.schemas import (
 from visit_tracker.errors import CounterNotFound, Forbidden, Refused, Unauthenticated
 from visit_tracker.service import Tracker
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId
-from visit_tracker.stores.base import NAME_PATTERN
+from visit_tracker.stores.base import LARGEST_SET, NAME_PATTERN
 
 router = APIRouter(
     tags=["countapi"],

@@ -27,7 +27,7 @@ from visit_tracker.api.schemas import (
 )
 from visit_tracker.api.visits import utc_timestamp
 from visit_tracker.stores import CounterId, CounterRecord
-from visit_tracker.stores.base import NAME_PATTERN
+from visit_tracker.stores.base import LARGEST_SET, NAME_PATTERN
 
 router = APIRouter(prefix="/v1/counters", tags=["counters"], responses=BODY_TOO_LARGE)
 
@@ -65,10 +65,6 @@ def credential(
 
 
 Credential = Annotated[str | None, Depends(credential)]
-
-LARGEST_SET = 2**53 - 1
-"""The largest value a client may set: the largest whole number a JSON number is sure to carry
-exactly (JavaScript's, and every double's). Hits may count beyond it, up to the stores' limit."""
 
 Value = Annotated[
     int, Field(ge=0, le=LARGEST_SET, description="A count: 0 to 2**53 - 1 (9007199254740991).")

@@ -14,6 +14,11 @@ from typing import Protocol
 LARGEST = 2**63 - 1
 """The largest value and time every store keeps exactly (a signed 64-bit integer)."""
 
+LARGEST_SET = 2**53 - 1
+"""The largest value a counter is created at, set to, added up to or imported at: the largest
+whole number a JSON number carries exactly. It leaves 2**63 - 2**53 (over 9 * 10**18) hits of
+room below `LARGEST`, so no hit ever fails, and fails its whole batch, for its counter's size."""
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """What a namespace and a key look like (`fullmatch`): safe in URLs, keys and file names."""
 
@@ -85,8 +90,8 @@ class Store(Protocol):
         ...
 
     async def add(self, counter: CounterId, *, amount: int) -> int | None:
-        """Add `amount` (-LARGEST to LARGEST; negative subtracts) to an existing counter in one
-        atomic step, stopping at 0 and at LARGEST; its new value, or None, changing nothing, if
+        """Add `amount` (negative subtracts) to an existing counter in one atomic step, stopping
+        at 0 and at LARGEST_SET; its new value, or None, changing nothing, if
         it does not exist. Hits applied meanwhile are neither lost nor counted twice."""
         ...
 
@@ -122,8 +127,8 @@ def now_ms() -> int:
 
 
 def within_range(value: int) -> int:
-    """The value, stopped at 0 and at LARGEST: the range every store keeps."""
-    return min(max(value, 0), LARGEST)
+    """The value, stopped at 0 and at LARGEST_SET: the range a value may be put in."""
+    return min(max(value, 0), LARGEST_SET)
 
 
 def tally(hits: Sequence[Hit]) -> Mapping[CounterId, int]:

@@ -55,7 +55,7 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
-from visit_tracker.stores.base import LARGEST, CounterId, CounterRecord, Hit, number_hits, tally
+from visit_tracker.stores.base import LARGEST_SET, CounterId, CounterRecord, Hit, number_hits, tally
 
 T = TypeVar("T")
 
@@ -276,7 +276,7 @@ class PostgresStore:
     async def add(self, counter: CounterId, *, amount: int) -> int | None:
         async def write(connection: Connection) -> int | None:
             cursor = await connection.execute(
-                ADD, (amount, LARGEST, counter.namespace, counter.key)
+                ADD, (amount, LARGEST_SET, counter.namespace, counter.key)
             )
             row = await cursor.fetchone()
             return int(row[0]) if row else None

@@ -81,7 +81,8 @@ local index = KEYS[count + 1]
 local values = {}
 for i = 1, count do
     local counter = KEYS[i]
-    values[i] = redis.call('HINCRBY', counter, 'value', ARGV[2 * i])
+    redis.call('HINCRBY', counter, 'value', ARGV[2 * i])
+    values[i] = redis.call('HGET', counter, 'value')  -- a string, exact past 2^53
     redis.call('HSETNX', counter, 'created_at', now)
     redis.call('HSET', counter, 'updated_at', now)
     if index then redis.call('SADD', index, ARGV[2 * i + 1]) end
@@ -131,13 +132,13 @@ return old
 
 ADD = """
 -- KEYS: the counter's hash. ARGV: the time in Unix ms, the amount (negative subtracts).
--- Replies the new value, or nil if there is no counter. The value stops at 0 and at 2^63 - 1;
--- HINCRBY refuses, changing nothing, a sum past 2^63 - 1. The reply is read back as a string:
--- a Lua number (a double) is inexact above 2^53.
+-- Replies the new value, or nil if there is no counter. The value stops at 0 and at 2^53 - 1
+-- (LARGEST_SET); HINCRBY refuses, changing nothing, a sum past 2^63 - 1. The reply is read back
+-- as a string: a Lua number (a double) is inexact above 2^53.
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local added = redis.pcall('HINCRBY', KEYS[1], 'value', ARGV[2])
-if type(added) == 'table' and added.err then
-    redis.call('HSET', KEYS[1], 'value', '9223372036854775807')
+if (type(added) == 'table' and added.err) or added > 9007199254740991 then
+    redis.call('HSET', KEYS[1], 'value', '9007199254740991')
 elseif added < 0 then
     redis.call('HSET', KEYS[1], 'value', '0')
 end
@@ -284,7 +285,7 @@ class RedisStore:
         )
         totals: dict[CounterId, int] = {}
         for counters, reply in await self._run(work, deadline=deadline):
-            totals.update(zip(counters, reply, strict=True))
+            totals.update(zip(counters, map(int, reply), strict=True))
         return number_hits(hits, totals)
 
     async def value(self, counter: CounterId) -> int:
