@@ -1,7 +1,10 @@
 """The `Store` protocol every backend implements, and the arithmetic they share.
 
 A store applies a batch of hits atomically and tells each hit the counter value it produced,
-so that concurrent visits get distinct, gap-free numbers however they are batched.
+so that concurrent visits get distinct, gap-free numbers however they are batched. In the same
+atomic step it adds the hits to the counter's history: hourly buckets `(counter, hour) -> hits`
+and daily page and referrer buckets `(counter, day, kind, value) -> hits`. A bucket is named by
+its start in Unix milliseconds (UTC), taken from the store's clock when the batch is applied.
 """
 
 import re
@@ -9,7 +12,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 LARGEST = 2**63 - 1
 """The largest value and time every store keeps exactly (a signed 64-bit integer)."""
@@ -37,9 +40,23 @@ DEFAULT_COUNTER = CounterId("default", "visits")
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One visit to count."""
+    """One visit to count, with the page it viewed and where it came from when they are known."""
 
     counter: CounterId
+    page: str | None = None
+    """The page's path, already cleaned of its query string."""
+    referrer: str | None = None
+    """The referring page's origin and path, already cleaned of its query string."""
+
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+ViewKind = Literal["page", "referrer"]
+"""What a daily breakdown bucket counts: the pages viewed, or the referrers they came from."""
+
+ViewBucket = tuple[CounterId, ViewKind, str]
+"""A counter's page or referrer, whose daily hits a batch adds up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +113,8 @@ class Store(Protocol):
         ...
 
     async def delete(self, counter: CounterId) -> bool:
-        """Remove the counter; whether it existed. A later hit starts it again from zero."""
+        """Remove the counter and its history; whether it existed. A later hit starts it again
+        from zero."""
         ...
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
@@ -110,6 +128,24 @@ class Store(Protocol):
 
     async def restore(self, records: Sequence[CounterRecord]) -> None:
         """Make each record's counter exactly as recorded, all in one atomic step."""
+        ...
+
+    async def series(
+        self, counter: CounterId, *, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        """The counter's hourly buckets that start in [start_ms, end_ms) and hold hits, as
+        (hour start, hits), in time order."""
+        ...
+
+    async def top(
+        self, counter: CounterId, *, kind: ViewKind, start_ms: int, end_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        """The counter's `limit` pages or referrers with the most hits over the daily buckets
+        that start in [start_ms, end_ms), as (value, hits): most hits first, ties by value."""
+        ...
+
+    async def purge(self, before_ms: int) -> None:
+        """Drop every history bucket, of every counter, that starts before `before_ms`."""
         ...
 
     async def ping(self) -> None:
@@ -148,3 +184,32 @@ def number_hits(hits: Sequence[Hit], totals: Mapping[CounterId, int]) -> list[in
         last[hit.counter] += 1
         values.append(last[hit.counter])
     return values
+
+
+def hour_of(unix_ms: int) -> int:
+    """The start of the UTC hour `unix_ms` falls in."""
+    return unix_ms - unix_ms % HOUR_MS
+
+
+def day_of(unix_ms: int) -> int:
+    """The start of the UTC day `unix_ms` falls in."""
+    return unix_ms - unix_ms % DAY_MS
+
+
+def tally_views(hits: Sequence[Hit]) -> dict[ViewBucket, int]:
+    """How many hits each page and each referrer of each counter receives in a batch; empty,
+    and cheap, for a batch of plain hits."""
+    views: dict[ViewBucket, int] = {}
+    for hit in hits:
+        if hit.page is not None:
+            bucket: ViewBucket = (hit.counter, "page", hit.page)
+            views[bucket] = views.get(bucket, 0) + 1
+        if hit.referrer is not None:
+            bucket = (hit.counter, "referrer", hit.referrer)
+            views[bucket] = views.get(bucket, 0) + 1
+    return views
+
+
+def ranked(totals: Mapping[str, int], limit: int) -> list[tuple[str, int]]:
+    """The `limit` values with the most hits, most first, ties in value order."""
+    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]

@@ -8,9 +8,14 @@ from visit_tracker.stores.base import (
     CounterId,
     CounterRecord,
     Hit,
+    ViewKind,
+    day_of,
+    hour_of,
     now_ms,
     number_hits,
+    ranked,
     tally,
+    tally_views,
     within_range,
 )
 
@@ -20,15 +25,48 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._records: dict[CounterId, CounterRecord] = {}
+        self._hours: dict[CounterId, dict[int, int]] = {}
+        """Per counter, hits per hour start."""
+        self._views: dict[CounterId, dict[tuple[int, ViewKind, str], int]] = {}
+        """Per counter, hits per (day start, kind, page or referrer)."""
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         now = now_ms()
+        hour, day = hour_of(now), day_of(now)
         totals = {}
         for counter, count in tally(hits).items():
             record = self._records.get(counter) or CounterRecord(counter, 0, now, now)
             self._records[counter] = replace(record, value=record.value + count, updated_at=now)
             totals[counter] = record.value + count
+            hours = self._hours.setdefault(counter, {})
+            hours[hour] = hours.get(hour, 0) + count
+        for (counter, kind, value), count in tally_views(hits).items():
+            views = self._views.setdefault(counter, {})
+            views[day, kind, value] = views.get((day, kind, value), 0) + count
         return number_hits(hits, totals)
+
+    async def series(
+        self, counter: CounterId, *, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        hours = self._hours.get(counter, {})
+        return sorted((hour, hits) for hour, hits in hours.items() if start_ms <= hour < end_ms)
+
+    async def top(
+        self, counter: CounterId, *, kind: ViewKind, start_ms: int, end_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        totals: dict[str, int] = {}
+        for (day, of_kind, value), hits in self._views.get(counter, {}).items():
+            if of_kind == kind and start_ms <= day < end_ms:
+                totals[value] = totals.get(value, 0) + hits
+        return ranked(totals, limit)
+
+    async def purge(self, before_ms: int) -> None:
+        for hours in self._hours.values():
+            for hour in [hour for hour in hours if hour < before_ms]:
+                del hours[hour]
+        for views in self._views.values():
+            for bucket in [bucket for bucket in views if bucket[0] < before_ms]:
+                del views[bucket]
 
     async def value(self, counter: CounterId) -> int:
         record = self._records.get(counter)
@@ -69,6 +107,8 @@ class MemoryStore:
         return value
 
     async def delete(self, counter: CounterId) -> bool:
+        self._hours.pop(counter, None)
+        self._views.pop(counter, None)
         return self._records.pop(counter, None) is not None
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:

@@ -5,9 +5,14 @@ query string, e.g. `?options=-csearch_path%3Dcounting` to keep the tables in the
 
 Speed: a batch is one statement, `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE …
 RETURNING`, in its own implicit transaction: one round trip, prepared by psycopg after a few
-uses (a batch of one counter, the usual case, has a simpler statement of its own). A batch's
-counters are sorted, so concurrent batches lock rows in the same order and cannot deadlock.
-Times are the server's clock, the one clock every instance shares.
+uses (a batch of one counter, the usual case, has a simpler statement of its own). The same
+statement adds the batch to the counters' history, in data-modifying `WITH` clauses: their
+hourly buckets, and their daily page and referrer buckets when the batch has any. A batch's
+counters (and pages) are sorted, and every statement writes its tables in the same order, so
+concurrent batches lock rows in the same order and cannot deadlock.
+A counter's times are the server's clock, the one clock every instance shares. History buckets
+are named by the instance's clock, as on every other store: an hour is wide enough for clocks
+kept by NTP, and the time a read or a purge asks about is the instance's too.
 
 Durability is the server's: with its default `synchronous_commit = on` a visit is acknowledged
 only once its batch is flushed to disk. `?options=-csynchronous_commit%3Doff` in the URL trades
@@ -55,13 +60,26 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
-from visit_tracker.stores.base import LARGEST_SET, CounterId, CounterRecord, Hit, number_hits, tally
+from visit_tracker.stores.base import (
+    LARGEST_SET,
+    CounterId,
+    CounterRecord,
+    Hit,
+    ViewBucket,
+    ViewKind,
+    day_of,
+    hour_of,
+    now_ms,
+    number_hits,
+    tally,
+    tally_views,
+)
 
 T = TypeVar("T")
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -74,6 +92,28 @@ MIGRATIONS = {
         )
     """,
     2: "ALTER TABLE counters ADD COLUMN admin_key_hash text",  # SHA-256, hexadecimal
+    # History: the indexes by time serve the purge. A bucket's time never changes once it is
+    # inserted, so they cost a write only when a counter's first hit of an hour or day comes.
+    3: """
+        CREATE TABLE hourly_hits (
+            namespace text COLLATE "C" NOT NULL,
+            key       text COLLATE "C" NOT NULL,
+            hour      bigint NOT NULL,  -- the hour's start, unix time in milliseconds
+            hits      bigint NOT NULL,
+            PRIMARY KEY (namespace, key, hour)
+        );
+        CREATE INDEX hourly_hits_by_hour ON hourly_hits (hour);
+        CREATE TABLE daily_views (
+            namespace text COLLATE "C" NOT NULL,
+            key       text COLLATE "C" NOT NULL,
+            day       bigint NOT NULL,  -- the UTC day's start, unix time in milliseconds
+            kind      text COLLATE "C" NOT NULL,  -- 'page' or 'referrer'
+            value     text COLLATE "C" NOT NULL,
+            hits      bigint NOT NULL,
+            PRIMARY KEY (namespace, key, day, kind, value)
+        );
+        CREATE INDEX daily_views_by_day ON daily_views (day);
+    """,
 }
 
 VERSION_TABLE = """
@@ -81,6 +121,61 @@ VERSION_TABLE = """
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
         version  integer NOT NULL
     )
+"""
+
+ADD_HOURS = """
+    hours AS (
+        INSERT INTO hourly_hits AS h (namespace, key, hour, hits)
+        SELECT namespace, key, %s::bigint, hits
+        FROM unnest(%s::text[], %s::text[], %s::bigint[])
+            WITH ORDINALITY AS batch (namespace, key, hits, position)
+        ORDER BY position
+        ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
+    )
+"""
+"""Adds a batch's hits to its counters' hourly buckets: the hour, then the counters' arrays."""
+
+ADD_ONE_HOUR = """
+    hours AS (
+        INSERT INTO hourly_hits AS h (namespace, key, hour, hits)
+        VALUES (%s, %s, %s::bigint, %s::bigint)
+        ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
+    )
+"""
+"""The same for a batch of one counter: its namespace, key, the hour and its hits."""
+
+ADD_VIEWS = """
+    views AS (
+        INSERT INTO daily_views AS v (namespace, key, day, kind, value, hits)
+        SELECT namespace, key, %s::bigint, kind, value, hits
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])
+            WITH ORDINALITY AS seen (namespace, key, kind, value, hits, position)
+        ORDER BY position
+        ON CONFLICT (namespace, key, day, kind, value) DO UPDATE SET hits = v.hits + excluded.hits
+    )
+"""
+"""Adds a batch's pages and referrers to their daily buckets: the day, then their arrays."""
+
+SERIES = """
+    SELECT hour, hits FROM hourly_hits
+    WHERE namespace = %s AND key = %s AND hour >= %s AND hour < %s ORDER BY hour
+"""
+
+TOP = """
+    SELECT value, sum(hits)::bigint AS total FROM daily_views
+    WHERE namespace = %s AND key = %s AND kind = %s AND day >= %s AND day < %s
+    GROUP BY value ORDER BY total DESC, value LIMIT %s
+"""
+
+PURGE = """
+    WITH hours AS (DELETE FROM hourly_hits WHERE hour < %s)
+    DELETE FROM daily_views WHERE day < %s
+"""
+
+DELETE = """
+    WITH hours AS (DELETE FROM hourly_hits WHERE namespace = %s AND key = %s),
+        views AS (DELETE FROM daily_views WHERE namespace = %s AND key = %s)
+    DELETE FROM counters WHERE namespace = %s AND key = %s
 """
 
 UPSERT_HITS = """
@@ -238,7 +333,7 @@ class PostgresStore:
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         counts = tally(hits)
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
-        statement, params = _upsert(counters, counts)
+        statement, params = _upsert(counters, counts, tally_views(hits), now=now_ms())
 
         async def write(connection: Connection) -> list[TupleRow]:
             cursor = await connection.execute(statement, params)
@@ -285,13 +380,38 @@ class PostgresStore:
 
     async def delete(self, counter: CounterId) -> bool:
         async def write(connection: Connection) -> bool:
-            cursor = await connection.execute(
-                "DELETE FROM counters WHERE namespace = %s AND key = %s",
-                (counter.namespace, counter.key),
-            )
+            cursor = await connection.execute(DELETE, (counter.namespace, counter.key) * 3)
             return cursor.rowcount > 0
 
         return await self._run(write, writes=True)
+
+    async def series(
+        self, counter: CounterId, *, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        async def read(connection: Connection) -> list[tuple[int, int]]:
+            cursor = await connection.execute(
+                SERIES, (counter.namespace, counter.key, start_ms, end_ms)
+            )
+            return [(hour, hits) for hour, hits in await cursor.fetchall()]
+
+        return await self._run(read, writes=False)
+
+    async def top(
+        self, counter: CounterId, *, kind: ViewKind, start_ms: int, end_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        async def read(connection: Connection) -> list[tuple[str, int]]:
+            cursor = await connection.execute(
+                TOP, (counter.namespace, counter.key, kind, start_ms, end_ms, limit)
+            )
+            return [(value, hits) for value, hits in await cursor.fetchall()]
+
+        return await self._run(read, writes=False)
+
+    async def purge(self, before_ms: int) -> None:
+        async def write(connection: Connection) -> None:
+            await connection.execute(PURGE, (before_ms, before_ms))
+
+        await self._run(write, writes=True)
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
         async def read(connection: Connection) -> list[CounterRecord]:
@@ -463,14 +583,38 @@ def _record(row: TupleRow) -> CounterRecord:
 
 
 def _upsert(
-    counters: Sequence[CounterId], counts: Mapping[CounterId, int]
+    counters: Sequence[CounterId],
+    counts: Mapping[CounterId, int],
+    views: Mapping[ViewBucket, int],
+    *,
+    now: int,
 ) -> tuple[str, tuple[object, ...]]:
-    """The statement and parameters that add `counts` to `counters` (sorted) in one go."""
+    """The statement and parameters that add `counts` to `counters` (sorted) and to their
+    history, and `views` to theirs, in one go. The `WITH` clauses' parameters come first, in
+    the order they are written."""
     if len(counters) == 1:
         (only,) = counters
-        return UPSERT_ONE_COUNTER, (only.namespace, only.key, counts[only])
-    namespaces, keys = [c.namespace for c in counters], [c.key for c in counters]
-    return UPSERT_HITS, (namespaces, keys, [counts[c] for c in counters])
+        clauses = [ADD_ONE_HOUR]
+        params: list[object] = [only.namespace, only.key, hour_of(now), counts[only]]
+        statement, upsert = UPSERT_ONE_COUNTER, [only.namespace, only.key, counts[only]]
+    else:
+        namespaces, keys = [c.namespace for c in counters], [c.key for c in counters]
+        hits = [counts[c] for c in counters]
+        clauses = [ADD_HOURS]
+        params = [hour_of(now), namespaces, keys, hits]
+        statement, upsert = UPSERT_HITS, [namespaces, keys, hits]
+    if views:
+        ordered = sorted(views, key=lambda v: (v[0].namespace, v[0].key, v[1], v[2]))
+        clauses.append(ADD_VIEWS)
+        params += [
+            day_of(now),
+            [counter.namespace for counter, _, _ in ordered],
+            [counter.key for counter, _, _ in ordered],
+            [kind for _, kind, _ in ordered],
+            [value for _, _, value in ordered],
+            [views[view] for view in ordered],
+        ]
+    return f"WITH {', '.join(clauses)} {statement}", (*params, *upsert)
 
 
 def _hung_up(connection: Connection) -> bool:
@@ -527,7 +671,9 @@ async def _migrate(conninfo: str) -> None:
                 f"schema version {version} is newer than this visit-tracker ({SCHEMA_VERSION})"
             )
         for step in range(version + 1, SCHEMA_VERSION + 1):
-            await connection.execute(MIGRATIONS[step])
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    await connection.execute(statement)
         await connection.execute(
             "INSERT INTO schema_version (version) VALUES (%s) "
             "ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",

@@ -11,6 +11,15 @@ one shard and counters spread over all of them. On one server the set `{prefix}:
 every counter so that export needs no key scan; a cluster has no place for such a set, and
 export scans each primary for the prefix instead.
 
+History lives beside each counter, under the same hash tag, so one script updates both:
+`{prefix}:{namespace:key}:hours`, a hash of hits per hour start (Unix ms), and for each UTC day
+with pages or referrers `{prefix}:{namespace:key}:page:{day}` and `…:referrer:{day}`, hashes of
+hits per page or referrer. A day's breakdown is one key so that a read of 30 days fetches 30
+small hashes, not a counter's whole history. The hours hash is also the list of the days the
+counter has history for: a purge reads its fields, deletes the old hours and the keys of their
+days, and needs neither a key scan nor an expiry (which would follow Redis's clock, and leave a
+deleted counter's history behind until it fired).
+
 A batch is one Lua script per group of counters one script may touch: on one server the whole
 batch, so a single round trip applies it atomically; on a cluster one script per counter, the
 scripts for each node sent in one write and the nodes in parallel. Each counter stays exact; a
@@ -52,12 +61,20 @@ from visit_tracker.stores._redis_wire import (
     round_trip,
 )
 from visit_tracker.stores.base import (
+    DAY_MS,
+    HOUR_MS,
     CounterId,
     CounterRecord,
     Hit,
+    ViewBucket,
+    ViewKind,
+    day_of,
+    hour_of,
     now_ms,
     number_hits,
+    ranked,
     tally,
+    tally_views,
 )
 
 DEFAULT_PREFIX = "visit-tracker"
@@ -72,20 +89,39 @@ when it runs out."""
 EXPORT_CHUNK = 500
 """Counters read per round trip when exporting."""
 
+DIRECT_HOURS = 10_000
+DIRECT_DAYS = 1_000
+"""Ranges up to this many hours (days) are read bucket by bucket; wider ones from the buckets
+the counter has, which the hours hash lists."""
+
 HIT = """
--- KEYS: the counters' hashes, then (one server only) the index set.
--- ARGV: the time in Unix ms, then for each counter its number of hits and its tag.
-local now = ARGV[1]
-local count = (#ARGV - 1) / 2
-local index = KEYS[count + 1]
+-- KEYS: for each counter its hash, its hours hash, and its page and referrer hashes of the
+-- day; then (one server only) the index set.
+-- ARGV: the time in Unix ms and the hour's start, then for each counter its number of hits,
+-- its tag, its numbers of pages and of referrers, and a (value, hits) pair for each of those.
+local now, hour = ARGV[1], ARGV[2]
+local count = math.floor(#KEYS / 4)
+local index = KEYS[4 * count + 1]
 local values = {}
+local at = 3
 for i = 1, count do
-    local counter = KEYS[i]
-    redis.call('HINCRBY', counter, 'value', ARGV[2 * i])
+    local counter, hits = KEYS[4 * i - 3], ARGV[at]
+    redis.call('HINCRBY', counter, 'value', hits)
     values[i] = redis.call('HGET', counter, 'value')  -- a string, exact past 2^53
     redis.call('HSETNX', counter, 'created_at', now)
     redis.call('HSET', counter, 'updated_at', now)
-    if index then redis.call('SADD', index, ARGV[2 * i + 1]) end
+    redis.call('HINCRBY', KEYS[4 * i - 2], hour, hits)
+    if index then redis.call('SADD', index, ARGV[at + 1]) end
+    local pages, referrers = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    at = at + 4
+    for _ = 1, pages do
+        redis.call('HINCRBY', KEYS[4 * i - 1], ARGV[at], ARGV[at + 1])
+        at = at + 2
+    end
+    for _ = 1, referrers do
+        redis.call('HINCRBY', KEYS[4 * i], ARGV[at], ARGV[at + 1])
+        at = at + 2
+    end
 end
 return values
 """
@@ -147,14 +183,22 @@ return redis.call('HGET', KEYS[1], 'value')
 """
 
 DELETE = """
--- KEYS: the counter's hash, then (one server only) the index set. ARGV: the tag.
+-- KEYS: the counter's hash, then (one server only) the index set, then its history's keys.
+-- ARGV: the tag, then the number of keys before the history's.
 local deleted = redis.call('DEL', KEYS[1])
-if KEYS[2] then redis.call('SREM', KEYS[2], ARGV[1]) end
+local first = tonumber(ARGV[2]) + 1
+if first == 3 then redis.call('SREM', KEYS[2], ARGV[1]) end
+for i = first, #KEYS do redis.call('DEL', KEYS[i]) end
 return deleted
 """
 
 FIELDS = ("value", "created_at", "updated_at", "admin_key_hash")
 """A counter's hash fields, in the order of `CounterRecord`'s."""
+
+KINDS: tuple[ViewKind, ...] = ("page", "referrer")
+
+LAST_BUCKET = 2**62
+"""A time after every bucket: reads up to it read a counter's whole history."""
 
 T = TypeVar("T")
 
@@ -226,6 +270,31 @@ def _record(counter: CounterId, fields: Sequence[bytes | None]) -> CounterRecord
     return CounterRecord(counter, int(value), int(created_at), int(updated_at), owner)
 
 
+def _field_values(reply: Reply) -> Iterable[tuple[bytes, bytes]]:
+    """The (field, value) pairs of an HGETALL reply: a map in RESP3, a flat list in RESP2."""
+    if isinstance(reply, dict):
+        return reply.items()
+    return zip(reply[::2], reply[1::2], strict=True)
+
+
+def _views_per_counter(views: dict[ViewBucket, int]) -> dict[CounterId, tuple[EncodableT, ...]]:
+    """Per counter, the HIT script's arguments for its views: the numbers of pages and of
+    referrers, then a (value, hits) pair for each page, then for each referrer."""
+    pages: dict[CounterId, list[EncodableT]] = defaultdict(list)
+    referrers: dict[CounterId, list[EncodableT]] = defaultdict(list)
+    for (counter, kind, value), hits in views.items():
+        (pages if kind == "page" else referrers)[counter].extend((value, hits))
+    return {
+        counter: (
+            len(pages[counter]) // 2,
+            len(referrers[counter]) // 2,
+            *pages[counter],
+            *referrers[counter],
+        )
+        for counter in pages.keys() | referrers.keys()
+    }
+
+
 Work = dict[ConnectionSource, list[tuple[list[CounterId], Command]]]
 """Per node, the scripts to run there, each with the counters it touches."""
 
@@ -277,11 +346,25 @@ class RedisStore:
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         counts, now = tally(hits), now_ms()
+        views = _views_per_counter(tally_views(hits))
+        day = day_of(now)
         deadline = await self._ready()
         work = self._plan(
             HIT,
-            ((counter, (counts[counter], _tag(counter))) for counter in counts),
-            prefix_args=(now,),
+            (
+                (
+                    counter,
+                    (
+                        self._key(counter),
+                        self._hours_key(counter),
+                        self._day_key(counter, "page", day),
+                        self._day_key(counter, "referrer", day),
+                    ),
+                    (counts[counter], _tag(counter), *views.get(counter, (0, 0))),
+                )
+                for counter in counts
+            ),
+            prefix_args=(now, hour_of(now)),
         )
         totals: dict[CounterId, int] = {}
         for counters, reply in await self._run(work, deadline=deadline):
@@ -323,7 +406,93 @@ class RedisStore:
         return None if value is None else int(value)
 
     async def delete(self, counter: CounterId) -> bool:
-        return bool(await self._script(DELETE, counter, _tag(counter), index=True))
+        # The days come from the hours hash, read first; today is added for a hit that starts
+        # today's history between that read and the delete.
+        hours = await self.series(counter, start_ms=0, end_ms=LAST_BUCKET)
+        days = {day_of(hour) for hour, _ in hours} | {day_of(now_ms())}
+        history = [self._hours_key(counter)] + [
+            self._day_key(counter, kind, day) for day in sorted(days) for kind in KINDS
+        ]
+        key = self._key(counter)
+        keys = [key, self._index] if self._topology.single else [key]
+        deadline = await self._ready()
+        node = self._topology.node_for(key)
+        command: Command = (
+            "EVAL",
+            DELETE,
+            len(keys) + len(history),
+            *keys,
+            *history,
+            _tag(counter),
+            len(keys),
+        )
+        (reply,) = await self._send(node, [command], deadline=deadline, writes=True)
+        return bool(check(reply, source=node))
+
+    async def series(
+        self, counter: CounterId, *, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        key = self._hours_key(counter)
+        first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first hour that starts in the range
+        hours = range(first, end_ms, HOUR_MS)
+        if not hours:
+            return []
+        if len(hours) <= DIRECT_HOURS:
+            found = zip(hours, await self._read_one(key, ("HMGET", key, *hours)), strict=True)
+            pairs = [(hour, int(hits)) for hour, hits in found if hits is not None]
+        else:
+            reply = await self._read_one(key, ("HGETALL", key))
+            pairs = sorted(
+                (int(hour), int(hits))
+                for hour, hits in _field_values(reply)
+                if start_ms <= int(hour) < end_ms
+            )
+        return pairs
+
+    async def top(
+        self, counter: CounterId, *, kind: ViewKind, start_ms: int, end_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        days: Sequence[int] = range(-(-start_ms // DAY_MS) * DAY_MS, end_ms, DAY_MS)
+        if len(days) > DIRECT_DAYS:
+            hours = await self.series(counter, start_ms=start_ms, end_ms=end_ms)
+            days = sorted({day_of(hour) for hour, _ in hours})
+        if not days:
+            return []
+        deadline = await self._ready()
+        keys = [self._day_key(counter, kind, day) for day in days]
+        node = self._topology.node_for(keys[0])
+        replies = await self._send(node, [("HGETALL", key) for key in keys], deadline=deadline)
+        totals: dict[str, int] = defaultdict(int)
+        for reply in replies:
+            for value, hits in _field_values(check(reply, source=node)):
+                totals[value.decode()] += int(hits)
+        return ranked(totals, limit)
+
+    async def purge(self, before_ms: int) -> None:
+        await self._ready()
+        for node in self._topology.primaries():
+            counters = list(map(_counter_of, await self._tags_on(node, "*")))
+            for start in range(0, len(counters), EXPORT_CHUNK):
+                chunk = counters[start : start + EXPORT_CHUNK]
+                replies = await self._send(
+                    node,
+                    [("HKEYS", self._hours_key(counter)) for counter in chunk],
+                    deadline=self._deadline(),
+                )
+                commands: list[Command] = []
+                for counter, reply in zip(chunk, replies, strict=True):
+                    old = [int(hour) for hour in check(reply, source=node) if int(hour) < before_ms]
+                    if old:
+                        days = sorted({day_of(hour) for hour in old})
+                        commands.append(("HDEL", self._hours_key(counter), *old))
+                        commands.append(
+                            ("DEL", *(self._day_key(counter, k, d) for d in days for k in KINDS))
+                        )
+                if commands:
+                    for reply in await self._send(
+                        node, commands, deadline=self._deadline(), writes=True
+                    ):
+                        check(reply, source=node)
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
         # A tag starts with the percent-encoded namespace, which holds no glob character.
@@ -349,7 +518,11 @@ class RedisStore:
         work = self._plan(
             RESTORE,
             (
-                (r.counter, (r.value, r.created_at, r.updated_at, _tag(r.counter), _owner(r)))
+                (
+                    r.counter,
+                    (self._key(r.counter),),
+                    (r.value, r.created_at, r.updated_at, _tag(r.counter), _owner(r)),
+                )
                 for r in records
             ),
             prefix_args=(),
@@ -371,6 +544,19 @@ class RedisStore:
     def _key(self, counter: CounterId) -> str:
         return f"{self._prefix}:{{{_tag(counter)}}}"
 
+    def _hours_key(self, counter: CounterId) -> str:
+        return f"{self._prefix}:{{{_tag(counter)}}}:hours"
+
+    def _day_key(self, counter: CounterId, kind: ViewKind, day: int) -> str:
+        return f"{self._prefix}:{{{_tag(counter)}}}:{kind}:{day}"
+
+    async def _read_one(self, key: str, command: Command) -> Any:
+        """The reply of one read command about `key`, from the node that holds it."""
+        deadline = await self._ready()
+        node = self._topology.node_for(key)
+        (reply,) = await self._send(node, [command], deadline=deadline)
+        return check(reply, source=node)
+
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self._wait_limit
 
@@ -383,11 +569,12 @@ class RedisStore:
     def _plan(
         self,
         script: str,
-        arguments: Iterable[tuple[CounterId, tuple[EncodableT, ...]]],
+        arguments: Iterable[tuple[CounterId, tuple[str, ...], tuple[EncodableT, ...]]],
         *,
         prefix_args: tuple[EncodableT, ...],
     ) -> Work:
-        """Group per-counter script arguments into as few script calls as the servers allow."""
+        """Group per-counter script keys and arguments (the counter's hash first) into as few
+        script calls as the servers allow."""
         items = list(arguments)
         groups = [items] if self._topology.single else [[item] for item in items]
         index = [self._index] if self._topology.single else []
@@ -395,8 +582,8 @@ class RedisStore:
         for group in groups:
             if not group:
                 continue
-            counters = [counter for counter, _ in group]
-            keys = [self._key(counter) for counter in counters]
+            counters = [counter for counter, _, _ in group]
+            keys = [key for _, counter_keys, _ in group for key in counter_keys]
             command: Command = (
                 "EVAL",
                 script,
@@ -404,7 +591,7 @@ class RedisStore:
                 *keys,
                 *index,
                 *prefix_args,
-                *(argument for _, args in group for argument in args),
+                *(argument for _, _, args in group for argument in args),
             )
             work[self._topology.node_for(keys[0])].append((counters, command))
         return work

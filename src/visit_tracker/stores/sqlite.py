@@ -22,15 +22,19 @@ from visit_tracker.stores.base import (
     CounterId,
     CounterRecord,
     Hit,
+    ViewKind,
+    day_of,
+    hour_of,
     now_ms,
     number_hits,
     tally,
+    tally_views,
     within_range,
 )
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -43,6 +47,28 @@ MIGRATIONS = {
         ) WITHOUT ROWID
     """,
     2: "ALTER TABLE counters ADD COLUMN admin_key_hash TEXT",  # SHA-256, hexadecimal
+    # History: the indexes by time serve the purge. A bucket's time never changes once it is
+    # inserted, so they cost a write only when a counter's first hit of an hour or day comes.
+    3: """
+        CREATE TABLE hourly_hits (
+            namespace TEXT    NOT NULL,
+            key       TEXT    NOT NULL,
+            hour      INTEGER NOT NULL,  -- the hour's start, unix time in milliseconds
+            hits      INTEGER NOT NULL,
+            PRIMARY KEY (namespace, key, hour)
+        ) WITHOUT ROWID;
+        CREATE INDEX hourly_hits_by_hour ON hourly_hits (hour);
+        CREATE TABLE daily_views (
+            namespace TEXT    NOT NULL,
+            key       TEXT    NOT NULL,
+            day       INTEGER NOT NULL,  -- the UTC day's start, unix time in milliseconds
+            kind      TEXT    NOT NULL,  -- 'page' or 'referrer'
+            value     TEXT    NOT NULL,
+            hits      INTEGER NOT NULL,
+            PRIMARY KEY (namespace, key, day, kind, value)
+        ) WITHOUT ROWID;
+        CREATE INDEX daily_views_by_day ON daily_views (day);
+    """,
 }
 
 UPSERT_HITS = """
@@ -51,6 +77,27 @@ UPSERT_HITS = """
     ON CONFLICT (namespace, key)
     DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at
     RETURNING value
+"""
+
+UPSERT_HOUR = """
+    INSERT INTO hourly_hits (namespace, key, hour, hits) VALUES (?, ?, ?, ?)
+    ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = hits + excluded.hits
+"""
+
+UPSERT_VIEW = """
+    INSERT INTO daily_views (namespace, key, day, kind, value, hits) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (namespace, key, day, kind, value) DO UPDATE SET hits = hits + excluded.hits
+"""
+
+SERIES = """
+    SELECT hour, hits FROM hourly_hits
+    WHERE namespace = ? AND key = ? AND hour >= ? AND hour < ? ORDER BY hour
+"""
+
+TOP = """
+    SELECT value, sum(hits) AS total FROM daily_views
+    WHERE namespace = ? AND key = ? AND kind = ? AND day >= ? AND day < ?
+    GROUP BY value ORDER BY total DESC, value LIMIT ?
 """
 
 RESTORE = """
@@ -127,7 +174,8 @@ class SqliteStore:
         return cls(path, connection, busy_timeout=busy_timeout)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, now = tally(hits), now_ms()
+        counts, views, now = tally(hits), tally_views(hits), now_ms()
+        hour, day = hour_of(now), day_of(now)
 
         def write() -> dict[CounterId, int]:
             totals = {}
@@ -135,9 +183,35 @@ class SqliteStore:
                 for counter, count in counts.items():
                     row = (counter.namespace, counter.key, count, now, now)
                     (totals[counter],) = self._db.execute(UPSERT_HITS, row).fetchone()
+                    self._db.execute(UPSERT_HOUR, (counter.namespace, counter.key, hour, count))
+                for (counter, kind, value), count in views.items():
+                    view = (counter.namespace, counter.key, day, kind, value, count)
+                    self._db.execute(UPSERT_VIEW, view)
             return totals
 
         return number_hits(hits, await self._run(write))
+
+    async def series(
+        self, counter: CounterId, *, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        where = (counter.namespace, counter.key, start_ms, end_ms)
+        rows = await self._run(lambda: self._db.execute(SERIES, where).fetchall())
+        return [(int(hour), int(hits)) for hour, hits in rows]
+
+    async def top(
+        self, counter: CounterId, *, kind: ViewKind, start_ms: int, end_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        where = (counter.namespace, counter.key, kind, start_ms, end_ms, limit)
+        rows = await self._run(lambda: self._db.execute(TOP, where).fetchall())
+        return [(str(value), int(hits)) for value, hits in rows]
+
+    async def purge(self, before_ms: int) -> None:
+        def write() -> None:
+            with _write_transaction(self._db):
+                self._db.execute("DELETE FROM hourly_hits WHERE hour < ?", (before_ms,))
+                self._db.execute("DELETE FROM daily_views WHERE day < ?", (before_ms,))
+
+        await self._run(write)
 
     async def value(self, counter: CounterId) -> int:
         def read() -> int:
@@ -198,12 +272,15 @@ class SqliteStore:
         return await self._run(write)
 
     async def delete(self, counter: CounterId) -> bool:
+        where = (counter.namespace, counter.key)
+
         def write() -> bool:
             with _write_transaction(self._db):
                 deleted = self._db.execute(
-                    "DELETE FROM counters WHERE namespace = ? AND key = ?",
-                    (counter.namespace, counter.key),
+                    "DELETE FROM counters WHERE namespace = ? AND key = ?", where
                 )
+                self._db.execute("DELETE FROM hourly_hits WHERE namespace = ? AND key = ?", where)
+                self._db.execute("DELETE FROM daily_views WHERE namespace = ? AND key = ?", where)
             return deleted.rowcount > 0
 
         return await self._run(write)
@@ -331,5 +408,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         _check_not_newer(version)
         for step in range(version + 1, SCHEMA_VERSION + 1):
-            connection.execute(MIGRATIONS[step])
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
