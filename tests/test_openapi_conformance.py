@@ -61,6 +61,10 @@ def fuzzer(
     )
     if phases is not None:
         schema.config.phases.update(phases=phases)
+    # Invalid input may be larger than the server's body limit (a 512-character page is 2 KiB
+    # of 4-byte characters): refused unread with the 413 every route documents, it is refused.
+    rejection = schema.config.checks.negative_data_rejection
+    rejection.expected_statuses = [*rejection.expected_statuses, "413"]
     return schema
 
 
@@ -121,10 +125,27 @@ def test_the_server_publishes_the_document_under_test(server: Server) -> None:
     assert httpx2.get(f"{server.url}/openapi.json").json() == DOCUMENT
 
 
+RANGED = {"/v1/counters/{namespace}/{key}/series", "/v1/counters/{namespace}/{key}/pages"}
+"""Routes whose `start` and `end` must make a range they can answer (not empty, not too long,
+from 1970 on): a constraint between parameters, which a schema cannot state."""
+
+
 @valid_and_invalid.parametrize()
 def test_every_route_answers_as_documented(case: Case, server: Server) -> None:
     """Valid and invalid input on every route gets no 5xx and an answer its document describes."""
-    case.call_and_validate(base_url=server.url)
+    if case.path not in RANGED:
+        case.call_and_validate(base_url=server.url)
+        return
+    response = case.call(base_url=server.url)
+    # Valid input may be refused here for its range, with the documented 422 naming start or
+    # end; any other answer is held to every check.
+    about_range = response.status_code == 422 and all(
+        problem["loc"] in (["query", "start"], ["query", "end"])
+        for problem in response.json()["detail"]
+    )
+    case.validate_response(
+        response, excluded_checks=[positive_data_acceptance] if about_range else []
+    )
 
 
 def assert_a_documented_outage_answer(case: Case, server: Server) -> None:

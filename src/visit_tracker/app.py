@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from visit_tracker import __version__
-from visit_tracker.api import compat, counters, embed, errors, ops, visits
+from visit_tracker.api import compat, counters, embed, errors, history, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.cors import Cors
 from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     app.include_router(visits.router)
     app.include_router(counters.router)
+    app.include_router(history.router)
     app.include_router(embed.router)
     app.include_router(compat.router)
     app.include_router(ops.router)

@@ -132,6 +132,7 @@ def serve(
     ] = None,
     rate_limit_store: Annotated[str | None, typer.Option(help=describe("rate_limit_store"))] = None,
     cors_origins: Annotated[str | None, typer.Option(help=describe("cors_origins"))] = None,
+    history_days: Annotated[int | None, typer.Option(help=describe("history_days"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -159,6 +160,7 @@ def serve(
         "rate_limit_admin_burst": rate_limit_admin_burst,
         "rate_limit_store": rate_limit_store,
         "cors_origins": cors_origins,
+        "history_days": history_days,
     }
     try:
         settings = load_settings(

@@ -4,12 +4,15 @@ Routes translate HTTP to calls on `Tracker`; `Tracker` talks to the store, write
 the group-commit `Recorder`.
 """
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from visit_tracker import ownership
+from visit_tracker import history, ownership
 from visit_tracker.errors import (
     CounterExists,
     CounterNotFound,
@@ -30,8 +33,14 @@ from visit_tracker.stores import (
     Store,
     open_store,
 )
+from visit_tracker.stores.base import now_ms
 
 T = TypeVar("T")
+
+logger = logging.getLogger("visit_tracker")
+
+PURGE_INTERVAL = 3600.0
+"""Seconds between two purges of old history."""
 
 
 def _missing(counter: CounterId) -> CounterNotFound:
@@ -42,11 +51,17 @@ class Tracker:
     """Counts visits and reports on them."""
 
     def __init__(
-        self, store: Store, *, metrics: Metrics, operator_token: str | None = None
+        self,
+        store: Store,
+        *,
+        metrics: Metrics,
+        operator_token: str | None = None,
+        history_days: int = 400,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._operator_token = operator_token
+        self._history_days = history_days
         self._recorder = Recorder(store, metrics=metrics)
         self._reads = SharedReads(self._read)
         self._started = time.monotonic()
@@ -57,16 +72,70 @@ class Tracker:
         """Open the configured store; on exit, commit what is pending, then close the store."""
         store = await open_store(settings.store, wait_limit=settings.store_timeout)
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        tracker = cls(store, metrics=metrics, operator_token=token)
+        tracker = cls(
+            store, metrics=metrics, operator_token=token, history_days=settings.history_days
+        )
+        purger = asyncio.create_task(tracker._purge_history_hourly())
         try:
             yield tracker
         finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
             await tracker._recorder.close()
             await store.close()
 
     async def visit(self, counter: CounterId = DEFAULT_COUNTER) -> int:
         """Count one visit and return the counter's value including it."""
         return await self._recorder.hit(Hit(counter))
+
+    async def view(self, counter: CounterId, *, page: str | None, referrer: str | None) -> int:
+        """Count one visit of a page (a path, no query string) coming from a referrer (an
+        origin and path, no query string), each kept in the counter's daily history when
+        given; the counter's value including it."""
+        return await self._recorder.hit(Hit(counter, page, referrer))
+
+    async def series(
+        self, counter: CounterId, *, interval: history.Interval, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        """Every hour or UTC day overlapping [start_ms, end_ms) with the counter's hits in it,
+        empty ones included; `CounterNotFound` if the counter does not exist."""
+        await self.counter(counter)
+        start_ms = history.bucket_of(interval, start_ms)
+        hours = await self._asked(self._store.series(counter, start_ms=start_ms, end_ms=end_ms))
+        return history.filled(interval, hours, start_ms=start_ms, end_ms=end_ms)
+
+    async def top_views(
+        self, counter: CounterId, *, start_ms: int, end_ms: int, limit: int
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """The counter's `limit` most viewed pages and most frequent referrers over the UTC
+        days overlapping [start_ms, end_ms); `CounterNotFound` if the counter does not exist."""
+        await self.counter(counter)
+        start_ms = history.bucket_of("day", start_ms)
+        pages, referrers = await asyncio.gather(
+            *(
+                self._asked(
+                    self._store.top(
+                        counter, kind=kind, start_ms=start_ms, end_ms=end_ms, limit=limit
+                    )
+                )
+                for kind in ("page", "referrer")
+            )
+        )
+        return pages, referrers
+
+    async def purge_history(self) -> None:
+        """Delete every counter's history older than the days it is kept."""
+        before = history.purge_before(now_ms(), history_days=self._history_days)
+        await self._asked(self._store.purge(before))
+
+    async def _purge_history_hourly(self) -> None:
+        while True:
+            try:
+                await self.purge_history()
+            except (StoreError, StoreOutcomeUnknown) as error:  # the next round catches up
+                logger.warning("old history was not purged: %s", error)
+            await asyncio.sleep(PURGE_INTERVAL)
 
     async def total(self, counter: CounterId = DEFAULT_COUNTER) -> int:
         """The counter's committed value, every visit acknowledged before this call included."""

@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         "one, else each process's memory), memory:// (each process's memory), or a "
         "redis:// or redis+cluster:// URL, shared by every instance using it.",
     )
+    history_days: int = Field(
+        400,
+        ge=1,
+        le=36500,
+        description="Days of hourly hits, pages and referrers kept besides today; older ones "
+        "are deleted about once an hour.",
+    )
     cors_origins: str = Field(
         "*",
         description="Origins whose pages may call the API from a browser: * for any, a "

@@ -26,6 +26,13 @@ from visit_tracker.api.schemas import (
     Responses,
 )
 from visit_tracker.api.visits import utc_timestamp
+from visit_tracker.history import (
+    LONGEST_VIEW,
+    PAGE_PATTERN,
+    REFERRER_PATTERN,
+    clean_page,
+    clean_referrer,
+)
 from visit_tracker.stores import CounterId, CounterRecord
 from visit_tracker.stores.base import LARGEST_SET, NAME_PATTERN
 
@@ -69,6 +76,39 @@ Credential = Annotated[str | None, Depends(credential)]
 Value = Annotated[
     int, Field(ge=0, le=LARGEST_SET, description="A count: 0 to 2**53 - 1 (9007199254740991).")
 ]
+
+
+Page = Annotated[
+    str,
+    Field(
+        max_length=LONGEST_VIEW,
+        description="The path of the page viewed, as in /blog/post. Its query string and "
+        "fragment are dropped: they can carry personal data.",
+        examples=["/blog/post"],
+        json_schema_extra={"pattern": PAGE_PATTERN},
+    ),
+    AfterValidator(clean_page),
+]
+Referrer = Annotated[
+    str,
+    Field(
+        max_length=LONGEST_VIEW,
+        description="The http or https URL the visitor came from (`document.referrer`). Only "
+        "its origin and path are kept: its query string can carry personal data.",
+        examples=["https://news.example.org/item"],
+        json_schema_extra={"pattern": REFERRER_PATTERN},
+    ),
+    AfterValidator(clean_referrer),
+]
+
+
+class HitDetails(BaseModel):
+    """What is known of a hit besides its counter, kept per UTC day in the counter's history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: Page | None = None
+    referrer: Referrer | None = None
 
 
 class CounterValue(BaseModel):
@@ -159,11 +199,18 @@ EXISTS: Responses = {
 @router.post(
     "/{namespace}/{key}/hits",
     dependencies=[HITS],
-    responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED},
+    responses={**UNREADABLE_BODY, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED},
 )
-async def hit(namespace: Namespace, key: Key, tracker: TrackerDep) -> CounterValue:
-    """Count one hit on a counter, creating it on its first hit; answers its new value."""
-    value = await tracker.visit(CounterId(namespace, key))
+async def hit(
+    namespace: Namespace, key: Key, tracker: TrackerDep, body: HitDetails | None = None
+) -> CounterValue:
+    """Count one hit on a counter, creating it on its first hit; answers its new value. The
+    optional body names the page viewed and its referrer, for the counter's history."""
+    counter = CounterId(namespace, key)
+    if body is None or (body.page is None and body.referrer is None):
+        value = await tracker.visit(counter)
+    else:
+        value = await tracker.view(counter, page=body.page, referrer=body.referrer)
     return CounterValue(namespace=namespace, key=key, value=value)
 
 
