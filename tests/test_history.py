@@ -109,7 +109,8 @@ def test_a_series_lists_every_bucket_of_its_range_in_utc(
 def test_a_day_series_sums_hours_by_utc_day(
     client: TestClient, time_machine: TimeMachineFixture
 ) -> None:
-    """Day buckets sum their hours; a range given with a zone offset is read in UTC."""
+    """Day buckets sum all their hours, past the end of the range too; a range given with a
+    zone offset is read in UTC."""
     time_machine.move_to(NOW - timedelta(days=1), tick=False)
     client.post(HITS)
     time_machine.move_to(NOW, tick=False)
@@ -125,6 +126,9 @@ def test_a_day_series_sums_hours_by_utc_day(
     hours = client.get(
         SERIES, params={"start": "2026-03-01T12:00:00+02:00", "end": "2026-03-01T12:00:00"}
     ).json()["buckets"]
+    morning = {"interval": "day", "start": "2026-03-01T00:00Z", "end": "2026-03-01T11:00Z"}
+    whole_day = [{"start": "2026-03-01T00:00:00.000Z", "hits": 2}]
+    assert client.get(SERIES, params=morning).json()["buckets"] == whole_day
     assert [(bucket["start"][11:13], bucket["hits"]) for bucket in hours] == [
         (f"{hour:02}", 1 if hour == 10 else 0) for hour in range(10, 12)
     ]

@@ -101,7 +101,9 @@ class Tracker:
         """Every hour or UTC day overlapping [start_ms, end_ms) with the counter's hits in it,
         empty ones included; `CounterNotFound` if the counter does not exist."""
         await self.counter(counter)
+        # Whole buckets: a day that the range ends in counts all its hours, as it does its pages.
         start_ms = history.bucket_of(interval, start_ms)
+        end_ms = history.bucket_of(interval, end_ms - 1) + history.INTERVAL_MS[interval]
         hours = await self._asked(self._store.series(counter, start_ms=start_ms, end_ms=end_ms))
         return history.filled(interval, hours, start_ms=start_ms, end_ms=end_ms)
 
