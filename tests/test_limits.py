@@ -78,7 +78,9 @@ def test_an_oversize_body_gets_a_json_413(tmp_path: Path) -> None:
     with running_server("--max-body-size", "100", "--store", f"sqlite:///{tmp_path}/v.db") as (
         server
     ):
-        at_limit = httpx2.post(f"{server.url}{HITS}", content=b"x" * 100)
+        body = b'{"page": "/' + b"a" * 87 + b'"}'  # a valid hit body of exactly 100 bytes
+        json = {"Content-Type": "application/json"}
+        at_limit = httpx2.post(f"{server.url}{HITS}", content=body, headers=json)
         assert at_limit.status_code == 200
         over = httpx2.post(f"{server.url}{HITS}", content=b"x" * 101)
         assert over.status_code == 413
