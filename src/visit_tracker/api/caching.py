@@ -11,6 +11,6 @@ NO_CACHE = {
 }
 
 
-def uncached(response: Response) -> None:
+async def uncached(response: Response) -> None:
     """A route dependency: the route's answer carries `NO_CACHE`."""
     response.headers.update(NO_CACHE)

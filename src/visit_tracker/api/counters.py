@@ -64,7 +64,7 @@ bearer = HTTPBearer(
 )
 
 
-def credential(
+async def credential(
     authorization: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str | None:
     """The bearer token the request carries, if any."""

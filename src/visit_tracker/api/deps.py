@@ -9,7 +9,7 @@ from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
 
 
-def get_tracker(request: Request) -> Tracker:
+async def get_tracker(request: Request) -> Tracker:
     tracker: Tracker = request.state.tracker
     return tracker
 
@@ -17,7 +17,7 @@ def get_tracker(request: Request) -> Tracker:
 TrackerDep = Annotated[Tracker, Depends(get_tracker)]
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.state.metrics
     return metrics
 
