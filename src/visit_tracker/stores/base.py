@@ -8,6 +8,7 @@ its start in Unix milliseconds (UTC), taken from the store's clock when the batc
 """
 
 import re
+import secrets
 import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -47,6 +48,8 @@ class Hit:
     """The page's path, already cleaned of its query string."""
     referrer: str | None = None
     """The referring page's origin and path, already cleaned of its query string."""
+    visitor: int | None = None
+    """The visitor's id of the day (see `visitors.py`): no address, no User-Agent."""
 
 
 HOUR_MS = 3_600_000
@@ -144,6 +147,18 @@ class Store(Protocol):
         that start in [start_ms, end_ms), as (value, hits): most hits first, ties by value."""
         ...
 
+    async def visitors(self, counter: CounterId, *, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        """For each [start_ms, end_ms) range, the distinct visitors of the counter's hourly
+        buckets that start in it (see `sketch.py`): exact below `sketch.EXACT_BELOW` per hour,
+        else estimated."""
+        ...
+
+    async def salt(self, day_ms: int) -> bytes:
+        """The random secret of the UTC day starting at `day_ms`, made by the first caller and
+        the same for every caller after; the salts of days before the previous one are deleted
+        on the way."""
+        ...
+
     async def purge(self, before_ms: int) -> None:
         """Drop every history bucket, of every counter, that starts before `before_ms`."""
         ...
@@ -208,6 +223,40 @@ def tally_views(hits: Sequence[Hit]) -> dict[ViewBucket, int]:
             bucket = (hit.counter, "referrer", hit.referrer)
             views[bucket] = views.get(bucket, 0) + 1
     return views
+
+
+def tally_visitors(hits: Sequence[Hit]) -> dict[CounterId, set[int]]:
+    """The distinct visitor ids each counter receives in a batch; empty when none is known."""
+    visitors: dict[CounterId, set[int]] = {}
+    for hit in hits:
+        if hit.visitor is not None:
+            visitors.setdefault(hit.counter, set()).add(hit.visitor)
+    return visitors
+
+
+VISITOR_SPANS = (HOUR_MS, DAY_MS)
+"""Visitors are kept per hour, for hourly series, and per UTC day, for everything else: a
+day's or a month's distinct visitors come from at most 31 daily sketches, not 744 hourly ones."""
+
+
+def visitor_span(ranges: Sequence[tuple[int, int]]) -> int:
+    """The buckets that count the visitors of these ranges: days when every range starts and
+    ends on a UTC day, else hours."""
+    whole_days = all(start % DAY_MS == 0 and end % DAY_MS == 0 for start, end in ranges)
+    return DAY_MS if whole_days else HOUR_MS
+
+
+def visitor_buckets(unix_ms: int) -> list[tuple[int, int]]:
+    """The (span, start) of each visitor bucket `unix_ms` falls in."""
+    return [(span, unix_ms - unix_ms % span) for span in VISITOR_SPANS]
+
+
+SALT_BYTES = 16
+
+
+def new_salt() -> bytes:
+    """A fresh random salt for a day's visitor ids."""
+    return secrets.token_bytes(SALT_BYTES)
 
 
 def ranked(totals: Mapping[str, int], limit: int) -> list[tuple[str, int]]:

@@ -5,19 +5,41 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from visit_tracker.stores.base import (
+    DAY_MS,
     CounterId,
     CounterRecord,
     Hit,
     ViewKind,
     day_of,
     hour_of,
+    new_salt,
     now_ms,
     number_hits,
     ranked,
     tally,
     tally_views,
+    tally_visitors,
+    visitor_buckets,
+    visitor_span,
     within_range,
 )
+from visit_tracker.stores.sketch import EXACT_BELOW, distinct, highest_ranks
+
+
+class BucketVisitors:
+    """One hour's or day's visitors of one counter: their ids while fewer than `EXACT_BELOW`,
+    and the HyperLogLog registers of them all."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.ranks: dict[int, int] = {}
+
+    def add(self, visitors: set[int]) -> None:
+        if len(self.ids) < EXACT_BELOW:
+            self.ids.update(visitors)
+        for register, rank in highest_ranks(visitors).items():
+            if rank > self.ranks.get(register, 0):
+                self.ranks[register] = rank
 
 
 class MemoryStore:
@@ -29,6 +51,9 @@ class MemoryStore:
         """Per counter, hits per hour start."""
         self._views: dict[CounterId, dict[tuple[int, ViewKind, str], int]] = {}
         """Per counter, hits per (day start, kind, page or referrer)."""
+        self._visitors: dict[CounterId, dict[tuple[int, int], BucketVisitors]] = {}
+        """Per counter, visitors per (span, start) of each hour and day."""
+        self._salts: dict[int, bytes] = {}
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         now = now_ms()
@@ -43,7 +68,34 @@ class MemoryStore:
         for (counter, kind, value), count in tally_views(hits).items():
             views = self._views.setdefault(counter, {})
             views[day, kind, value] = views.get((day, kind, value), 0) + count
+        for counter, visitors in tally_visitors(hits).items():
+            buckets = self._visitors.setdefault(counter, {})
+            for bucket in visitor_buckets(now):
+                buckets.setdefault(bucket, BucketVisitors()).add(visitors)
         return number_hits(hits, totals)
+
+    async def visitors(self, counter: CounterId, *, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        buckets, span = self._visitors.get(counter, {}), visitor_span(ranges)
+        counts = []
+        for start_ms, end_ms in ranges:
+            seen = [
+                visitors
+                for (of_span, start), visitors in buckets.items()
+                if of_span == span and start_ms <= start < end_ms
+            ]
+            ranks: dict[int, int] = {}
+            for bucket in seen:
+                for register, rank in bucket.ranks.items():
+                    ranks[register] = max(rank, ranks.get(register, 0))
+            ids = (visitor for bucket in seen for visitor in bucket.ids)
+            complete = all(len(bucket.ids) < EXACT_BELOW for bucket in seen)
+            counts.append(distinct(ids, complete=complete, ranks=ranks))
+        return counts
+
+    async def salt(self, day_ms: int) -> bytes:
+        for day in [day for day in self._salts if day < day_ms - DAY_MS]:
+            del self._salts[day]
+        return self._salts.setdefault(day_ms, new_salt())
 
     async def series(
         self, counter: CounterId, *, start_ms: int, end_ms: int
@@ -67,6 +119,9 @@ class MemoryStore:
         for views in self._views.values():
             for bucket in [bucket for bucket in views if bucket[0] < before_ms]:
                 del views[bucket]
+        for seen in self._visitors.values():
+            for span_start in [span_start for span_start in seen if span_start[1] < before_ms]:
+                del seen[span_start]
 
     async def value(self, counter: CounterId) -> int:
         record = self._records.get(counter)
@@ -109,6 +164,7 @@ class MemoryStore:
     async def delete(self, counter: CounterId) -> bool:
         self._hours.pop(counter, None)
         self._views.pop(counter, None)
+        self._visitors.pop(counter, None)
         return self._records.pop(counter, None) is not None
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:

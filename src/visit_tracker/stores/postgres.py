@@ -45,6 +45,7 @@ import asyncio
 import math
 import select
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -61,6 +62,8 @@ from visit_tracker.errors import (
     StoreUnavailable,
 )
 from visit_tracker.stores.base import (
+    DAY_MS,
+    HOUR_MS,
     LARGEST_SET,
     CounterId,
     CounterRecord,
@@ -69,17 +72,22 @@ from visit_tracker.stores.base import (
     ViewKind,
     day_of,
     hour_of,
+    new_salt,
     now_ms,
     number_hits,
     tally,
     tally_views,
+    tally_visitors,
+    visitor_buckets,
+    visitor_span,
 )
+from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
 
 T = TypeVar("T")
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -113,6 +121,31 @@ MIGRATIONS = {
             PRIMARY KEY (namespace, key, day, kind, value)
         );
         CREATE INDEX daily_views_by_day ON daily_views (day);
+    """,
+    # Unique visitors (see sketch.py), per hour and per UTC day: `span` is the bucket's width
+    # in milliseconds. No index by time: a purge finds the old buckets through hourly_hits.
+    4: """
+        CREATE TABLE visitor_ids (
+            namespace text COLLATE "C" NOT NULL,
+            key       text COLLATE "C" NOT NULL,
+            span      bigint NOT NULL,
+            start     bigint NOT NULL,
+            visitor   bigint NOT NULL,
+            PRIMARY KEY (namespace, key, span, start, visitor)
+        );
+        CREATE TABLE visitor_ranks (
+            namespace text COLLATE "C" NOT NULL,
+            key       text COLLATE "C" NOT NULL,
+            span      bigint NOT NULL,
+            start     bigint NOT NULL,
+            register  integer NOT NULL,
+            rank      smallint NOT NULL,
+            PRIMARY KEY (namespace, key, span, start, register)
+        );
+        CREATE TABLE visitor_salts (
+            day  bigint PRIMARY KEY,
+            salt bytea NOT NULL
+        );
     """,
 }
 
@@ -156,6 +189,74 @@ ADD_VIEWS = """
 """
 """Adds a batch's pages and referrers to their daily buckets: the day, then their arrays."""
 
+ADD_RANKS = """
+    ranks AS (
+        INSERT INTO visitor_ranks AS r (namespace, key, span, start, register, rank)
+        SELECT namespace, key, span, start, register, rank
+        FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::int[], %s::smallint[])
+            WITH ORDINALITY AS seen (namespace, key, span, start, register, rank, position)
+        ORDER BY position
+        ON CONFLICT (namespace, key, span, start, register)
+        DO UPDATE SET rank = excluded.rank WHERE r.rank < excluded.rank
+    )
+"""
+"""Raises the batch's visitors' registers: their arrays (counter, bucket, register, rank)."""
+
+ADD_IDS = """
+    seen_ids AS (
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
+            WITH ORDINALITY AS seen (namespace, key, span, start, visitor, position)
+    ),
+    open_buckets AS (
+        SELECT DISTINCT namespace, key, span, start FROM seen_ids AS seen
+        WHERE NOT EXISTS (
+            SELECT FROM visitor_ids AS kept
+            WHERE (kept.namespace, kept.key, kept.span, kept.start)
+                = (seen.namespace, seen.key, seen.span, seen.start)
+            OFFSET %s
+        )
+    ),
+    ids AS (
+        INSERT INTO visitor_ids (namespace, key, span, start, visitor)
+        SELECT namespace, key, span, start, visitor
+        FROM seen_ids JOIN open_buckets USING (namespace, key, span, start)
+        ORDER BY position
+        ON CONFLICT DO NOTHING
+    )
+"""
+"""Keeps the batch's visitor ids, its arrays (counter, bucket, id), in the buckets that keep
+fewer than EXACT_BELOW: the offset that follows is EXACT_BELOW - 1, so a bucket is open unless
+it has an EXACT_BELOW-th row. Concurrent batches may take a bucket past the limit; it then
+counts from its registers, which hold every visitor."""
+
+KEPT_IDS = """
+    SELECT start, count(*) FROM visitor_ids
+    WHERE namespace = %s AND key = %s AND span = %s AND start >= %s AND start < %s
+    GROUP BY start
+"""
+
+IDS = """
+    SELECT start, visitor FROM visitor_ids
+    WHERE namespace = %s AND key = %s AND span = %s AND start = ANY(%s::bigint[])
+"""
+
+UNION_RANKS = """
+    SELECT register, max(rank) FROM visitor_ranks
+    WHERE namespace = %s AND key = %s AND span = %s AND start >= %s AND start < %s
+    GROUP BY register
+"""
+
+SALT = """
+    WITH gone AS (DELETE FROM visitor_salts WHERE day < %s),
+        made AS (
+            INSERT INTO visitor_salts (day, salt) VALUES (%s, %s)
+            ON CONFLICT (day) DO NOTHING RETURNING salt
+        )
+    SELECT salt FROM made UNION ALL SELECT salt FROM visitor_salts WHERE day = %s
+"""
+"""The day's salt, made if it is new. No row when another instance made it after this
+statement's snapshot was taken: asking again finds it."""
+
 SERIES = """
     SELECT hour, hits FROM hourly_hits
     WHERE namespace = %s AND key = %s AND hour >= %s AND hour < %s ORDER BY hour
@@ -168,13 +269,38 @@ TOP = """
 """
 
 PURGE = """
-    WITH hours AS (DELETE FROM hourly_hits WHERE hour < %s)
-    DELETE FROM daily_views WHERE day < %s
+    WITH old AS (SELECT namespace, key, hour FROM hourly_hits WHERE hour < %(before)s),
+        hour_ids AS (
+            DELETE FROM visitor_ids AS v USING old
+            WHERE (v.namespace, v.key, v.span, v.start)
+                = (old.namespace, old.key, %(hour)s, old.hour)
+        ),
+        day_ids AS (
+            DELETE FROM visitor_ids AS v USING old
+            WHERE (v.namespace, v.key, v.span, v.start)
+                = (old.namespace, old.key, %(day)s, old.hour - old.hour %% %(day)s)
+        ),
+        hour_ranks AS (
+            DELETE FROM visitor_ranks AS v USING old
+            WHERE (v.namespace, v.key, v.span, v.start)
+                = (old.namespace, old.key, %(hour)s, old.hour)
+        ),
+        day_ranks AS (
+            DELETE FROM visitor_ranks AS v USING old
+            WHERE (v.namespace, v.key, v.span, v.start)
+                = (old.namespace, old.key, %(day)s, old.hour - old.hour %% %(day)s)
+        ),
+        hours AS (DELETE FROM hourly_hits WHERE hour < %(before)s)
+    DELETE FROM daily_views WHERE day < %(before)s
 """
+"""Every visitor bucket has hits in hourly_hits: the old hours name the old buckets, which the
+primary keys find without an index by time. Every clause sees the rows as the statement began."""
 
 DELETE = """
     WITH hours AS (DELETE FROM hourly_hits WHERE namespace = %s AND key = %s),
-        views AS (DELETE FROM daily_views WHERE namespace = %s AND key = %s)
+        views AS (DELETE FROM daily_views WHERE namespace = %s AND key = %s),
+        ids AS (DELETE FROM visitor_ids WHERE namespace = %s AND key = %s),
+        ranks AS (DELETE FROM visitor_ranks WHERE namespace = %s AND key = %s)
     DELETE FROM counters WHERE namespace = %s AND key = %s
 """
 
@@ -333,7 +459,9 @@ class PostgresStore:
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         counts = tally(hits)
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
-        statement, params = _upsert(counters, counts, tally_views(hits), now=now_ms())
+        statement, params = _upsert(
+            counters, counts, tally_views(hits), tally_visitors(hits), now=now_ms()
+        )
 
         async def write(connection: Connection) -> list[TupleRow]:
             cursor = await connection.execute(statement, params)
@@ -380,7 +508,7 @@ class PostgresStore:
 
     async def delete(self, counter: CounterId) -> bool:
         async def write(connection: Connection) -> bool:
-            cursor = await connection.execute(DELETE, (counter.namespace, counter.key) * 3)
+            cursor = await connection.execute(DELETE, (counter.namespace, counter.key) * 5)
             return cursor.rowcount > 0
 
         return await self._run(write, writes=True)
@@ -407,9 +535,50 @@ class PostgresStore:
 
         return await self._run(read, writes=False)
 
+    async def visitors(self, counter: CounterId, *, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        span = visitor_span(ranges)
+        where = (counter.namespace, counter.key, span)
+        if not ranges:
+            return []
+        first, last = min(start for start, _ in ranges), max(end for _, end in ranges)
+
+        async def read(connection: Connection) -> list[int]:
+            cursor = await connection.execute(KEPT_IDS, (*where, first, last))
+            kept: dict[int, int] = {start: count for start, count in await cursor.fetchall()}
+            ids: dict[int, list[int]] = defaultdict(list)
+            partial = [start for start, count in kept.items() if count < EXACT_BELOW]
+            if partial:
+                cursor = await connection.execute(IDS, (*where, partial))
+                for start, visitor in await cursor.fetchall():
+                    ids[start].append(visitor)
+            counts = []
+            for low, high in ranges:
+                starts = [start for start in kept if low <= start < high]
+                if all(kept[start] < EXACT_BELOW for start in starts):
+                    counts.append(len({visitor for start in starts for visitor in ids[start]}))
+                else:
+                    cursor = await connection.execute(UNION_RANKS, (*where, low, high))
+                    counts.append(estimate(dict(await cursor.fetchall())))
+            return counts
+
+        return await self._run(read, writes=False)
+
+    async def salt(self, day_ms: int) -> bytes:
+        arguments = (day_ms - DAY_MS, day_ms, new_salt(), day_ms)
+
+        async def write(connection: Connection) -> bytes:
+            for _ in range(2):
+                cursor = await connection.execute(SALT, arguments)
+                row = await cursor.fetchone()
+                if row is not None:
+                    return bytes(row[0])
+            raise StoreUnavailable(f"PostgreSQL store {self._name} kept no salt")
+
+        return await self._run(write, writes=True)
+
     async def purge(self, before_ms: int) -> None:
         async def write(connection: Connection) -> None:
-            await connection.execute(PURGE, (before_ms, before_ms))
+            await connection.execute(PURGE, {"before": before_ms, "hour": HOUR_MS, "day": DAY_MS})
 
         await self._run(write, writes=True)
 
@@ -586,12 +755,13 @@ def _upsert(
     counters: Sequence[CounterId],
     counts: Mapping[CounterId, int],
     views: Mapping[ViewBucket, int],
+    visitors: Mapping[CounterId, set[int]],
     *,
     now: int,
 ) -> tuple[str, tuple[object, ...]]:
     """The statement and parameters that add `counts` to `counters` (sorted) and to their
-    history, and `views` to theirs, in one go. The `WITH` clauses' parameters come first, in
-    the order they are written."""
+    history, and `views` and `visitors` to theirs, in one go. The `WITH` clauses' parameters
+    come first, in the order they are written."""
     if len(counters) == 1:
         (only,) = counters
         clauses = [ADD_ONE_HOUR]
@@ -614,7 +784,33 @@ def _upsert(
             [value for _, _, value in ordered],
             [views[view] for view in ordered],
         ]
+    if visitors:
+        clauses += [ADD_RANKS, ADD_IDS]
+        params += [*_visitor_ranks(visitors, now=now), *_visitor_ids(visitors, now=now)]
+        params.append(EXACT_BELOW - 1)
     return f"WITH {', '.join(clauses)} {statement}", (*params, *upsert)
+
+
+def _visitor_ranks(visitors: Mapping[CounterId, set[int]], *, now: int) -> list[list[Any]]:
+    """ADD_RANKS's arrays: a row per counter, bucket and register, in primary key order."""
+    rows = sorted(
+        (counter.namespace, counter.key, span, start, register, rank)
+        for counter, seen in visitors.items()
+        for register, rank in highest_ranks(seen).items()
+        for span, start in visitor_buckets(now)
+    )
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _visitor_ids(visitors: Mapping[CounterId, set[int]], *, now: int) -> list[list[Any]]:
+    """ADD_IDS's arrays: a row per counter, bucket and visitor id, in primary key order."""
+    rows = sorted(
+        (counter.namespace, counter.key, span, start, visitor)
+        for counter, seen in visitors.items()
+        for visitor in seen
+        for span, start in visitor_buckets(now)
+    )
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _hung_up(connection: Connection) -> bool:

@@ -66,16 +66,20 @@ from visit_tracker.stores.base import (
     CounterId,
     CounterRecord,
     Hit,
-    ViewBucket,
     ViewKind,
     day_of,
     hour_of,
+    new_salt,
     now_ms,
     number_hits,
     ranked,
     tally,
     tally_views,
+    tally_visitors,
+    visitor_buckets,
+    visitor_span,
 )
+from visit_tracker.stores.sketch import EXACT_BELOW
 
 DEFAULT_PREFIX = "visit-tracker"
 PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -95,35 +99,57 @@ DIRECT_DAYS = 1_000
 the counter has, which the hours hash lists."""
 
 HIT = """
--- KEYS: for each counter its hash, its hours hash, and its page and referrer hashes of the
--- day; then (one server only) the index set.
--- ARGV: the time in Unix ms and the hour's start, then for each counter its number of hits,
--- its tag, its numbers of pages and of referrers, and a (value, hits) pair for each of those.
-local now, hour = ARGV[1], ARGV[2]
-local count = math.floor(#KEYS / 4)
-local index = KEYS[4 * count + 1]
+-- KEYS: for each counter its hash, its hours hash, its page and referrer hashes of the day,
+-- then its visitors' HyperLogLogs and id sets of the hour and of the day; then (one server
+-- only) the index set.
+-- ARGV: the time in Unix ms, the hour's start and the most ids a set keeps, then for each
+-- counter its tag, its numbers of hits, pages, referrers and visitors, a (value, hits) pair
+-- for each page and referrer, and each visitor id.
+local now, hour, exact_below = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local count = math.floor(#KEYS / 8)
+local index = KEYS[8 * count + 1]
 local values = {}
-local at = 3
+local at = 4
 for i = 1, count do
-    local counter, hits = KEYS[4 * i - 3], ARGV[at]
+    local k = 8 * (i - 1)
+    local counter, tag, hits = KEYS[k + 1], ARGV[at], ARGV[at + 1]
     redis.call('HINCRBY', counter, 'value', hits)
     values[i] = redis.call('HGET', counter, 'value')  -- a string, exact past 2^53
     redis.call('HSETNX', counter, 'created_at', now)
     redis.call('HSET', counter, 'updated_at', now)
-    redis.call('HINCRBY', KEYS[4 * i - 2], hour, hits)
-    if index then redis.call('SADD', index, ARGV[at + 1]) end
+    redis.call('HINCRBY', KEYS[k + 2], hour, hits)
+    if index then redis.call('SADD', index, tag) end
     local pages, referrers = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-    at = at + 4
+    local visitors = tonumber(ARGV[at + 4])
+    at = at + 5
     for _ = 1, pages do
-        redis.call('HINCRBY', KEYS[4 * i - 1], ARGV[at], ARGV[at + 1])
+        redis.call('HINCRBY', KEYS[k + 3], ARGV[at], ARGV[at + 1])
         at = at + 2
     end
     for _ = 1, referrers do
-        redis.call('HINCRBY', KEYS[4 * i], ARGV[at], ARGV[at + 1])
+        redis.call('HINCRBY', KEYS[k + 4], ARGV[at], ARGV[at + 1])
         at = at + 2
     end
+    for first = at, at + visitors - 1, 1000 do  -- unpack takes a few thousand values at most
+        local last = math.min(first + 999, at + visitors - 1)
+        for s = 5, 6 do
+            redis.call('PFADD', KEYS[k + s], unpack(ARGV, first, last))
+            if redis.call('SCARD', KEYS[k + s + 2]) < exact_below then
+                redis.call('SADD', KEYS[k + s + 2], unpack(ARGV, first, last))
+            end
+        end
+    end
+    at = at + visitors
 end
 return values
+"""
+
+SALT = """
+-- KEYS: the salt of a day, then that of the day before the previous one.
+-- ARGV: a new salt, and how long (ms) a salt may outlive its day's use.
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return redis.call('GET', KEYS[1])
 """
 
 RESTORE = """
@@ -196,6 +222,8 @@ FIELDS = ("value", "created_at", "updated_at", "admin_key_hash")
 """A counter's hash fields, in the order of `CounterRecord`'s."""
 
 KINDS: tuple[ViewKind, ...] = ("page", "referrer")
+
+SPAN_NAMES = {HOUR_MS: "hour", DAY_MS: "day"}
 
 LAST_BUCKET = 2**62
 """A time after every bucket: reads up to it read a counter's whole history."""
@@ -277,21 +305,28 @@ def _field_values(reply: Reply) -> Iterable[tuple[bytes, bytes]]:
     return zip(reply[::2], reply[1::2], strict=True)
 
 
-def _views_per_counter(views: dict[ViewBucket, int]) -> dict[CounterId, tuple[EncodableT, ...]]:
-    """Per counter, the HIT script's arguments for its views: the numbers of pages and of
-    referrers, then a (value, hits) pair for each page, then for each referrer."""
+def _hit_arguments(
+    hits: Sequence[Hit],
+) -> dict[CounterId, tuple[EncodableT, ...]]:
+    """Per counter of a batch, the HIT script's arguments after its tag: the numbers of its
+    hits, pages, referrers and visitors, a (value, hits) pair for each page, then for each
+    referrer, then each visitor id."""
     pages: dict[CounterId, list[EncodableT]] = defaultdict(list)
     referrers: dict[CounterId, list[EncodableT]] = defaultdict(list)
-    for (counter, kind, value), hits in views.items():
-        (pages if kind == "page" else referrers)[counter].extend((value, hits))
+    for (counter, kind, value), count in tally_views(hits).items():
+        (pages if kind == "page" else referrers)[counter].extend((value, count))
+    visitors = tally_visitors(hits)
     return {
         counter: (
+            count,
             len(pages[counter]) // 2,
             len(referrers[counter]) // 2,
+            len(visitors.get(counter, ())),
             *pages[counter],
             *referrers[counter],
+            *visitors.get(counter, ()),
         )
-        for counter in pages.keys() | referrers.keys()
+        for counter, count in tally(hits).items()
     }
 
 
@@ -345,9 +380,9 @@ class RedisStore:
         return store
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, now = tally(hits), now_ms()
-        views = _views_per_counter(tally_views(hits))
+        arguments, now = _hit_arguments(hits), now_ms()
         day = day_of(now)
+        buckets = visitor_buckets(now)
         deadline = await self._ready()
         work = self._plan(
             HIT,
@@ -359,12 +394,14 @@ class RedisStore:
                         self._hours_key(counter),
                         self._day_key(counter, "page", day),
                         self._day_key(counter, "referrer", day),
+                        *(self._sketch_key(counter, *bucket) for bucket in buckets),
+                        *(self._ids_key(counter, *bucket) for bucket in buckets),
                     ),
-                    (counts[counter], _tag(counter), *views.get(counter, (0, 0))),
+                    (_tag(counter), *counter_arguments),
                 )
-                for counter in counts
+                for counter, counter_arguments in arguments.items()
             ),
-            prefix_args=(now, hour_of(now)),
+            prefix_args=(now, hour_of(now), EXACT_BELOW),
         )
         totals: dict[CounterId, int] = {}
         for counters, reply in await self._run(work, deadline=deadline):
@@ -410,8 +447,10 @@ class RedisStore:
         # today's history between that read and the delete.
         hours = await self.series(counter, start_ms=0, end_ms=LAST_BUCKET)
         days = {day_of(hour) for hour, _ in hours} | {day_of(now_ms())}
-        history = [self._hours_key(counter)] + [
-            self._day_key(counter, kind, day) for day in sorted(days) for kind in KINDS
+        history = [
+            self._hours_key(counter),
+            *(self._day_key(counter, kind, day) for day in sorted(days) for kind in KINDS),
+            *self._visitor_keys(counter, [hour for hour, _ in hours] + [hour_of(now_ms())]),
         ]
         key = self._key(counter)
         keys = [key, self._index] if self._topology.single else [key]
@@ -468,6 +507,49 @@ class RedisStore:
                 totals[value.decode()] += int(hits)
         return ranked(totals, limit)
 
+    async def visitors(self, counter: CounterId, *, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        span = visitor_span(ranges)
+        starts = [range(-(-start // span) * span, end, span) for start, end in ranges]
+        buckets = sorted({bucket for range_ in starts for bucket in range_})
+        if not buckets:
+            return [0] * len(ranges)
+        deadline = await self._ready()
+        node = self._topology.node_for(self._key(counter))
+        sizes = [
+            int(check(reply, source=node))
+            for reply in await self._send(
+                node,
+                [("SCARD", self._ids_key(counter, span, start)) for start in buckets],
+                deadline=deadline,
+            )
+        ]
+        kept = dict(zip(buckets, sizes, strict=True))
+        commands: list[Command] = []
+        for range_ in starts:
+            seen = [start for start in range_ if kept[start]]
+            if all(kept[start] < EXACT_BELOW for start in seen):
+                commands.append(("SUNION", *(self._ids_key(counter, span, s) for s in seen)))
+            else:
+                commands.append(("PFCOUNT", *(self._sketch_key(counter, span, s) for s in seen)))
+        asked = [command for command in commands if len(command) > 1]
+        replies = iter(await self._send(node, asked, deadline=deadline) if asked else [])
+        counts = []
+        for command in commands:
+            if len(command) == 1:  # no visitor in the range
+                counts.append(0)
+                continue
+            reply = check(next(replies), source=node)
+            counts.append(len(reply) if command[0] == "SUNION" else int(reply))
+        return counts
+
+    async def salt(self, day_ms: int) -> bytes:
+        keys = [self._salt_key(day_ms), self._salt_key(day_ms - 2 * DAY_MS)]
+        deadline = await self._ready()
+        node = self._topology.node_for(keys[0])
+        command: Command = ("EVAL", SALT, 2, *keys, new_salt(), 3 * DAY_MS)
+        (reply,) = await self._send(node, [command], deadline=deadline, writes=True)
+        return bytes(check(reply, source=node))
+
     async def purge(self, before_ms: int) -> None:
         await self._ready()
         for node in self._topology.primaries():
@@ -488,6 +570,7 @@ class RedisStore:
                         commands.append(
                             ("DEL", *(self._day_key(counter, k, d) for d in days for k in KINDS))
                         )
+                        commands.append(("DEL", *self._visitor_keys(counter, old)))
                 if commands:
                     for reply in await self._send(
                         node, commands, deadline=self._deadline(), writes=True
@@ -547,8 +630,29 @@ class RedisStore:
     def _hours_key(self, counter: CounterId) -> str:
         return f"{self._prefix}:{{{_tag(counter)}}}:hours"
 
+    def _salt_key(self, day: int) -> str:
+        return f"{self._prefix}:{{salts}}:{day}"  # one tag: the script touches two days
+
     def _day_key(self, counter: CounterId, kind: ViewKind, day: int) -> str:
         return f"{self._prefix}:{{{_tag(counter)}}}:{kind}:{day}"
+
+    def _sketch_key(self, counter: CounterId, span: int, start: int) -> str:
+        return f"{self._prefix}:{{{_tag(counter)}}}:visitors:{SPAN_NAMES[span]}:{start}"
+
+    def _ids_key(self, counter: CounterId, span: int, start: int) -> str:
+        return f"{self._prefix}:{{{_tag(counter)}}}:visitor-ids:{SPAN_NAMES[span]}:{start}"
+
+    def _visitor_keys(self, counter: CounterId, hours: Iterable[int]) -> list[str]:
+        """The visitor keys of these hours and of their days."""
+        hours = set(hours)
+        buckets = [(HOUR_MS, hour) for hour in hours] + [
+            (DAY_MS, day) for day in {day_of(hour) for hour in hours}
+        ]
+        return [
+            key
+            for bucket in sorted(buckets)
+            for key in (self._sketch_key(counter, *bucket), self._ids_key(counter, *bucket))
+        ]
 
     async def _read_one(self, key: str, command: Command) -> Any:
         """The reply of one read command about `key`, from the node that holds it."""

@@ -19,22 +19,29 @@ from typing import TypeVar
 
 from visit_tracker.errors import StoreError, StoreOpenError, StoreUnavailable
 from visit_tracker.stores.base import (
+    DAY_MS,
+    VISITOR_SPANS,
     CounterId,
     CounterRecord,
     Hit,
     ViewKind,
     day_of,
     hour_of,
+    new_salt,
     now_ms,
     number_hits,
     tally,
     tally_views,
+    tally_visitors,
+    visitor_buckets,
+    visitor_span,
     within_range,
 )
+from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -69,6 +76,31 @@ MIGRATIONS = {
         ) WITHOUT ROWID;
         CREATE INDEX daily_views_by_day ON daily_views (day);
     """,
+    # Unique visitors (see sketch.py), per hour and per UTC day: `span` is the bucket's width
+    # in milliseconds. No index by time: a purge finds the old buckets through hourly_hits.
+    4: """
+        CREATE TABLE visitor_ids (
+            namespace TEXT    NOT NULL,
+            key       TEXT    NOT NULL,
+            span      INTEGER NOT NULL,
+            start     INTEGER NOT NULL,
+            visitor   INTEGER NOT NULL,
+            PRIMARY KEY (namespace, key, span, start, visitor)
+        ) WITHOUT ROWID;
+        CREATE TABLE visitor_ranks (
+            namespace TEXT    NOT NULL,
+            key       TEXT    NOT NULL,
+            span      INTEGER NOT NULL,
+            start     INTEGER NOT NULL,
+            register  INTEGER NOT NULL,
+            rank      INTEGER NOT NULL,
+            PRIMARY KEY (namespace, key, span, start, register)
+        ) WITHOUT ROWID;
+        CREATE TABLE visitor_salts (
+            day  INTEGER PRIMARY KEY,
+            salt BLOB    NOT NULL
+        );
+    """,
 }
 
 UPSERT_HITS = """
@@ -87,6 +119,51 @@ UPSERT_HOUR = """
 UPSERT_VIEW = """
     INSERT INTO daily_views (namespace, key, day, kind, value, hits) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (namespace, key, day, kind, value) DO UPDATE SET hits = hits + excluded.hits
+"""
+
+COUNT_IDS = """
+    SELECT count(*) FROM visitor_ids WHERE namespace = ? AND key = ? AND span = ? AND start = ?
+"""
+
+ADD_ID = """
+    INSERT INTO visitor_ids (namespace, key, span, start, visitor) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT DO NOTHING
+"""
+
+UPSERT_RANK = """
+    INSERT INTO visitor_ranks (namespace, key, span, start, register, rank)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (namespace, key, span, start, register)
+    DO UPDATE SET rank = excluded.rank WHERE excluded.rank > rank
+"""
+
+FULL_BUCKETS = """
+    SELECT start FROM visitor_ids
+    WHERE namespace = ? AND key = ? AND span = ? AND start >= ? AND start < ?
+    GROUP BY start HAVING count(*) >= ?
+"""
+
+COUNT_DISTINCT = """
+    SELECT count(DISTINCT visitor) FROM visitor_ids
+    WHERE namespace = ? AND key = ? AND span = ? AND start >= ? AND start < ?
+"""
+
+UNION_RANKS = """
+    SELECT register, max(rank) FROM visitor_ranks
+    WHERE namespace = ? AND key = ? AND span = ? AND start >= ? AND start < ?
+    GROUP BY register
+"""
+
+PURGE_VISITORS = """
+    DELETE FROM {table} WHERE (namespace, key, span, start) IN (
+        SELECT DISTINCT namespace, key, ?, hour - hour % ? FROM hourly_hits WHERE hour < ?
+    )
+"""
+"""Deletes the visitor buckets of a width that start before a time; every one of them has
+hits in hourly_hits, which the purge clears after."""
+
+NEW_SALT = """
+    INSERT INTO visitor_salts (day, salt) VALUES (?, ?) ON CONFLICT DO NOTHING
 """
 
 SERIES = """
@@ -174,7 +251,12 @@ class SqliteStore:
         return cls(path, connection, busy_timeout=busy_timeout)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, views, now = tally(hits), tally_views(hits), now_ms()
+        counts, views, visitors, now = (
+            tally(hits),
+            tally_views(hits),
+            tally_visitors(hits),
+            now_ms(),
+        )
         hour, day = hour_of(now), day_of(now)
 
         def write() -> dict[CounterId, int]:
@@ -187,9 +269,52 @@ class SqliteStore:
                 for (counter, kind, value), count in views.items():
                     view = (counter.namespace, counter.key, day, kind, value, count)
                     self._db.execute(UPSERT_VIEW, view)
+                for counter, seen in visitors.items():
+                    self._add_visitors(counter, seen, now=now)
             return totals
 
         return number_hits(hits, await self._run(write))
+
+    def _add_visitors(self, counter: CounterId, visitors: set[int], *, now: int) -> None:
+        """Add a batch's visitors of one counter to its buckets: ids while the bucket has fewer
+        than `EXACT_BELOW`, registers always. Runs inside the batch's write transaction."""
+        ranks = highest_ranks(visitors)
+        for span, start in visitor_buckets(now):
+            bucket = (counter.namespace, counter.key, span, start)
+            (kept,) = self._db.execute(COUNT_IDS, bucket).fetchone()
+            if kept < EXACT_BELOW:
+                self._db.executemany(ADD_ID, [(*bucket, visitor) for visitor in visitors])
+            self._db.executemany(UPSERT_RANK, [(*bucket, *pair) for pair in ranks.items()])
+
+    async def visitors(self, counter: CounterId, *, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        span = visitor_span(ranges)
+
+        def read() -> list[int]:
+            counts = []
+            for start_ms, end_ms in ranges:
+                where = (counter.namespace, counter.key, span, start_ms, end_ms)
+                full = self._db.execute(FULL_BUCKETS, (*where, EXACT_BELOW)).fetchone()
+                if full is None:
+                    (count,) = self._db.execute(COUNT_DISTINCT, where).fetchone()
+                    counts.append(count)
+                else:
+                    ranks = dict(self._db.execute(UNION_RANKS, where).fetchall())
+                    counts.append(estimate(ranks))
+            return counts
+
+        return await self._run(read)
+
+    async def salt(self, day_ms: int) -> bytes:
+        def write() -> bytes:
+            with _write_transaction(self._db):
+                self._db.execute("DELETE FROM visitor_salts WHERE day < ?", (day_ms - DAY_MS,))
+                self._db.execute(NEW_SALT, (day_ms, new_salt()))
+                (salt,) = self._db.execute(
+                    "SELECT salt FROM visitor_salts WHERE day = ?", (day_ms,)
+                ).fetchone()
+            return bytes(salt)
+
+        return await self._run(write)
 
     async def series(
         self, counter: CounterId, *, start_ms: int, end_ms: int
@@ -208,6 +333,10 @@ class SqliteStore:
     async def purge(self, before_ms: int) -> None:
         def write() -> None:
             with _write_transaction(self._db):
+                for table in ("visitor_ids", "visitor_ranks"):
+                    for span in VISITOR_SPANS:
+                        purge = PURGE_VISITORS.format(table=table)
+                        self._db.execute(purge, (span, span, before_ms))
                 self._db.execute("DELETE FROM hourly_hits WHERE hour < ?", (before_ms,))
                 self._db.execute("DELETE FROM daily_views WHERE day < ?", (before_ms,))
 
@@ -281,6 +410,8 @@ class SqliteStore:
                 )
                 self._db.execute("DELETE FROM hourly_hits WHERE namespace = ? AND key = ?", where)
                 self._db.execute("DELETE FROM daily_views WHERE namespace = ? AND key = ?", where)
+                self._db.execute("DELETE FROM visitor_ids WHERE namespace = ? AND key = ?", where)
+                self._db.execute("DELETE FROM visitor_ranks WHERE namespace = ? AND key = ?", where)
             return deleted.rowcount > 0
 
         return await self._run(write)
