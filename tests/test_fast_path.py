@@ -4,7 +4,7 @@ import json
 
 import pytest
 from pydantic import BaseModel
-from starlette.types import Message
+from starlette.types import Message, Scope
 
 from visit_tracker.api.fast_path import answer_directly
 from visit_tracker.service import Tracker
@@ -12,7 +12,7 @@ from visit_tracker.service import Tracker
 pytestmark = pytest.mark.anyio
 
 
-async def broken_endpoint(_: Tracker) -> BaseModel:
+async def broken_endpoint(_: Tracker, __: Scope) -> BaseModel:
     raise RuntimeError("a bug, not a store failure")
 
 

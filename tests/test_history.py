@@ -17,6 +17,10 @@ from visit_tracker.settings import Settings
 from visit_tracker.stores import CounterId, Hit, Store, open_store
 
 NOW = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
+LAST_TEN_DAYS = {
+    "start_ms": int((NOW - timedelta(days=10)).timestamp() * 1000),
+    "end_ms": int(NOW.timestamp() * 1000),
+}
 HITS = "/v1/counters/site/home/hits"
 SERIES = "/v1/counters/site/home/series"
 PAGES = "/v1/counters/site/home/pages"
@@ -120,14 +124,14 @@ def test_a_day_series_sums_hours_by_utc_day(
     days = client.get(SERIES, params={"interval": "day"}).json()["buckets"]
     assert len(days) == 30
     assert days[-2:] == [
-        {"start": "2026-02-28T00:00:00.000Z", "hits": 1},
-        {"start": "2026-03-01T00:00:00.000Z", "hits": 2},
+        {"start": "2026-02-28T00:00:00.000Z", "hits": 1, "visitors": 1},
+        {"start": "2026-03-01T00:00:00.000Z", "hits": 2, "visitors": 1},
     ]
     hours = client.get(
         SERIES, params={"start": "2026-03-01T12:00:00+02:00", "end": "2026-03-01T12:00:00"}
     ).json()["buckets"]
     morning = {"interval": "day", "start": "2026-03-01T00:00Z", "end": "2026-03-01T11:00Z"}
-    whole_day = [{"start": "2026-03-01T00:00:00.000Z", "hits": 2}]
+    whole_day = [{"start": "2026-03-01T00:00:00.000Z", "hits": 2, "visitors": 1}]
     assert client.get(SERIES, params=morning).json()["buckets"] == whole_day
     assert [(bucket["start"][11:13], bucket["hits"]) for bucket in hours] == [
         (f"{hour:02}", 1 if hour == 10 else 0) for hour in range(10, 12)
@@ -192,8 +196,8 @@ async def test_the_tracker_purges_history_older_than_the_days_kept(
         await tracker.view(counter, page=f"/{days_ago}", referrer=None)
     await tracker.purge_history()
     everything = {"start_ms": 0, "end_ms": 2**62}
-    series = await tracker.series(counter, interval="day", start_ms=0, end_ms=2**41)
-    assert [hits for _, hits in series if hits] == [1, 1]
+    series = await tracker.series(counter, interval="day", **LAST_TEN_DAYS)
+    assert [hits for _, hits, _ in series if hits] == [1, 1]
     pages = await store.top(counter, kind="page", limit=5, **everything)
     assert sorted(pages) == [("/0", 1), ("/2", 1)]
 
@@ -214,8 +218,8 @@ async def test_a_running_tracker_purges_at_start(
         # SQLite answers without waiting on I/O: the purge task is done within a few ticks.
         for _ in range(20):
             await asyncio.sleep(0)
-        series = await tracker.series(counter, interval="day", start_ms=0, end_ms=2**41)
-    assert not any(hits for _, hits in series)
+        series = await tracker.series(counter, interval="day", **LAST_TEN_DAYS)
+    assert not any(hits for _, hits, _ in series)
 
 
 def test_page_and_referrer_cleaning_keeps_what_identifies_no_one() -> None:

@@ -102,9 +102,9 @@ def direct_routes(settings: Settings, cors: Cors | None) -> dict[tuple[str, str]
     (from its route's metadata) if that class is limited, and CORS if it is on."""
     limited = quotas(settings)
     routes = {}
-    for method_and_path, endpoint in HOT_ROUTES.items():
+    for method_and_path, (documented, endpoint) in HOT_ROUTES.items():
         answer = direct_answer(endpoint)
-        kind = route_class(visits.router, endpoint)
+        kind = route_class(visits.router, documented)
         if kind is not None and kind in limited:
             answer = limit_directly(answer, kind)
         if cors is not None:

@@ -133,6 +133,12 @@ def serve(
     rate_limit_store: Annotated[str | None, typer.Option(help=describe("rate_limit_store"))] = None,
     cors_origins: Annotated[str | None, typer.Option(help=describe("cors_origins"))] = None,
     history_days: Annotated[int | None, typer.Option(help=describe("history_days"))] = None,
+    unique_visitors: Annotated[
+        bool | None,
+        typer.Option(
+            "--unique-visitors/--no-unique-visitors", help=describe("unique_visitors")
+        ),
+    ] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -161,6 +167,7 @@ def serve(
         "rate_limit_store": rate_limit_store,
         "cors_origins": cors_origins,
         "history_days": history_days,
+        "unique_visitors": unique_visitors,
     }
     try:
         settings = load_settings(

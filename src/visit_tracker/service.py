@@ -33,7 +33,8 @@ from visit_tracker.stores import (
     Store,
     open_store,
 )
-from visit_tracker.stores.base import now_ms
+from visit_tracker.stores.base import DAY_MS, now_ms
+from visit_tracker.visitors import Visitor, VisitorIds
 
 T = TypeVar("T")
 
@@ -57,11 +58,15 @@ class Tracker:
         metrics: Metrics,
         operator_token: str | None = None,
         history_days: int = 400,
+        unique_visitors: bool = True,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._operator_token = operator_token
         self._history_days = history_days
+        self._visitor_ids = (
+            VisitorIds(lambda day: self._asked(store.salt(day))) if unique_visitors else None
+        )
         self._recorder = Recorder(store, metrics=metrics)
         self._reads = SharedReads(self._read)
         self._started = time.monotonic()
@@ -73,7 +78,11 @@ class Tracker:
         store = await open_store(settings.store, wait_limit=settings.store_timeout)
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         tracker = cls(
-            store, metrics=metrics, operator_token=token, history_days=settings.history_days
+            store,
+            metrics=metrics,
+            operator_token=token,
+            history_days=settings.history_days,
+            unique_visitors=settings.unique_visitors,
         )
         purger = asyncio.create_task(tracker._purge_history_hourly())
         try:
@@ -85,27 +94,62 @@ class Tracker:
             await tracker._recorder.close()
             await store.close()
 
-    async def visit(self, counter: CounterId = DEFAULT_COUNTER) -> int:
-        """Count one visit and return the counter's value including it."""
-        return await self._recorder.hit(Hit(counter))
+    async def visit(
+        self, counter: CounterId = DEFAULT_COUNTER, *, visitor: Visitor | None = None
+    ) -> int:
+        """Count one visit, of `visitor` when known, and return the counter's value including
+        it."""
+        return await self._recorder.hit(Hit(counter, visitor=await self._id_of(counter, visitor)))
 
-    async def view(self, counter: CounterId, *, page: str | None, referrer: str | None) -> int:
+    async def view(
+        self,
+        counter: CounterId,
+        *,
+        page: str | None,
+        referrer: str | None,
+        visitor: Visitor | None = None,
+    ) -> int:
         """Count one visit of a page (a path, no query string) coming from a referrer (an
         origin and path, no query string), each kept in the counter's daily history when
         given; the counter's value including it."""
-        return await self._recorder.hit(Hit(counter, page, referrer))
+        visitor_id = await self._id_of(counter, visitor)
+        return await self._recorder.hit(Hit(counter, page, referrer, visitor_id))
+
+    async def _id_of(self, counter: CounterId, visitor: Visitor | None) -> int | None:
+        if visitor is None or self._visitor_ids is None:
+            return None
+        return await self._visitor_ids.id_of(visitor, namespace=counter.namespace)
 
     async def series(
         self, counter: CounterId, *, interval: history.Interval, start_ms: int, end_ms: int
-    ) -> list[tuple[int, int]]:
-        """Every hour or UTC day overlapping [start_ms, end_ms) with the counter's hits in it,
-        empty ones included; `CounterNotFound` if the counter does not exist."""
+    ) -> list[tuple[int, int, int]]:
+        """Every hour or UTC day overlapping [start_ms, end_ms) with the counter's hits and
+        unique visitors in it, as (start, hits, visitors), empty ones included;
+        `CounterNotFound` if the counter does not exist."""
         await self.counter(counter)
         # Whole buckets: a day that the range ends in counts all its hours, as it does its pages.
+        width = history.INTERVAL_MS[interval]
         start_ms = history.bucket_of(interval, start_ms)
-        end_ms = history.bucket_of(interval, end_ms - 1) + history.INTERVAL_MS[interval]
-        hours = await self._asked(self._store.series(counter, start_ms=start_ms, end_ms=end_ms))
-        return history.filled(interval, hours, start_ms=start_ms, end_ms=end_ms)
+        end_ms = history.bucket_of(interval, end_ms - 1) + width
+        hours, visitors = await asyncio.gather(
+            self._asked(self._store.series(counter, start_ms=start_ms, end_ms=end_ms)),
+            self._asked(
+                self._store.visitors(
+                    counter,
+                    ranges=[(start, start + width) for start in range(start_ms, end_ms, width)],
+                )
+            ),
+        )
+        buckets = history.filled(interval, hours, start_ms=start_ms, end_ms=end_ms)
+        return [(start, hits, seen) for (start, hits), seen in zip(buckets, visitors, strict=True)]
+
+    async def unique_visitors(self, counter: CounterId) -> tuple[int, int, int]:
+        """The counter's unique visitors today, over the last 7 and the last 30 UTC days
+        (today included)."""
+        tomorrow = history.bucket_of("day", now_ms()) + DAY_MS
+        ranges = [(tomorrow - days * DAY_MS, tomorrow) for days in (1, 7, 30)]
+        today, week, month = await self._asked(self._store.visitors(counter, ranges=ranges))
+        return today, week, month
 
     async def top_views(
         self, counter: CounterId, *, start_ms: int, end_ms: int, limit: int

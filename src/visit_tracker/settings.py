@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         description="Days of hourly hits, pages and referrers kept besides today; older ones "
         "are deleted about once an hour.",
     )
+    unique_visitors: bool = Field(
+        True,
+        description="Count each counter's unique visitors, per hour and per UTC day, by a hash "
+        "of the client's address and User-Agent keyed with a salt that changes daily; neither "
+        "is ever stored.",
+    )
     cors_origins: str = Field(
         "*",
         description="Origins whose pages may call the API from a browser: * for any, a "

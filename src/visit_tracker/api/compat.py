@@ -34,7 +34,7 @@ from visit_tracker.api.counters import (
     ValueChange,
     follows_name_rule,
 )
-from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
@@ -156,15 +156,17 @@ async def _current(tracker: Tracker, counter: CounterId, error: Refused) -> int 
 
 
 @router.get("/hit/{namespace}/{key}", dependencies=[HITS], responses=COUNTS)
-async def hit(namespace: Namespace, key: Key, tracker: TrackerDep) -> CountValue:
+async def hit(
+    namespace: Namespace, key: Key, tracker: TrackerDep, visitor: VisitorDep
+) -> CountValue:
     """Count one hit, creating the counter on its first; its new value."""
-    return CountValue(value=await tracker.visit(CounterId(namespace, key)))
+    return CountValue(value=await tracker.visit(CounterId(namespace, key), visitor=visitor))
 
 
 @router.get("/hit/{key}", dependencies=[HITS], responses=COUNTS)
-async def hit_default(key: Key, tracker: TrackerDep) -> CountValue:
+async def hit_default(key: Key, tracker: TrackerDep, visitor: VisitorDep) -> CountValue:
     """`hit` on a key of the namespace `default`."""
-    return await hit(DEFAULT_NAMESPACE, key, tracker)
+    return await hit(DEFAULT_NAMESPACE, key, tracker, visitor)
 
 
 @router.get(

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
@@ -145,6 +145,22 @@ class Counter(BaseModel):
         )
 
 
+class UniqueVisitors(BaseModel):
+    today: int = Field(description="Distinct visitors today (UTC).", examples=[12])
+    last_7_days: int = Field(
+        description="Distinct visitors over the last 7 UTC days, today included; a visitor "
+        "counts once per day it came.",
+        examples=[70],
+    )
+    last_30_days: int = Field(description="The same over the last 30 UTC days.", examples=[301])
+
+
+class CounterDetail(Counter):
+    visitors: UniqueVisitors = Field(
+        description="Unique visitors: exact below 100 a day, else estimated within about 1 %."
+    )
+
+
 class NewCounter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -202,15 +218,19 @@ EXISTS: Responses = {
     responses={**UNREADABLE_BODY, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED},
 )
 async def hit(
-    namespace: Namespace, key: Key, tracker: TrackerDep, body: HitDetails | None = None
+    namespace: Namespace,
+    key: Key,
+    tracker: TrackerDep,
+    visitor: VisitorDep,
+    body: HitDetails | None = None,
 ) -> CounterValue:
     """Count one hit on a counter, creating it on its first hit; answers its new value. The
     optional body names the page viewed and its referrer, for the counter's history."""
     counter = CounterId(namespace, key)
     if body is None or (body.page is None and body.referrer is None):
-        value = await tracker.visit(counter)
+        value = await tracker.visit(counter, visitor=visitor)
     else:
-        value = await tracker.view(counter, page=body.page, referrer=body.referrer)
+        value = await tracker.view(counter, page=body.page, referrer=body.referrer, visitor=visitor)
     return CounterValue(namespace=namespace, key=key, value=value)
 
 
@@ -219,9 +239,13 @@ async def hit(
     dependencies=[READS],
     responses={**NOT_FOUND, **STORE_UNAVAILABLE, **RATE_LIMITED},
 )
-async def read(namespace: Namespace, key: Key, tracker: TrackerDep) -> Counter:
-    """A counter's value and when it was created and last changed."""
-    return Counter.of(await tracker.counter(CounterId(namespace, key)))
+async def read(namespace: Namespace, key: Key, tracker: TrackerDep) -> CounterDetail:
+    """A counter's value, when it was created and last changed, and its unique visitors."""
+    counter = CounterId(namespace, key)
+    record = await tracker.counter(counter)
+    today, week, month = await tracker.unique_visitors(counter)
+    visitors = UniqueVisitors(today=today, last_7_days=week, last_30_days=month)
+    return CounterDetail(**Counter.of(record).model_dump(), visitors=visitors)
 
 
 @router.post(

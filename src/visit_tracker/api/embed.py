@@ -14,7 +14,7 @@ from pydantic import AfterValidator
 from visit_tracker import badges
 from visit_tracker.api.caching import NO_CACHE
 from visit_tracker.api.counters import Key, Namespace
-from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import HITS, HITS_WHEN_COUNTING
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
@@ -81,6 +81,7 @@ async def badge(
     namespace: Namespace,
     key: Key,
     tracker: TrackerDep,
+    visitor: VisitorDep,
     count: CountView = False,
     label: Label = "visits",
     color: Color = "brightgreen",
@@ -90,7 +91,7 @@ async def badge(
     `count=true` the view counts as a hit first. A counter that does not exist shows 0 and is
     not created by a badge that does not count."""
     counter = CounterId(namespace, key)
-    value = await tracker.visit(counter) if count else await tracker.total(counter)
+    value = await tracker.visit(counter, visitor=visitor) if count else await tracker.total(counter)
     svg = badges.render(label=label, count=value, color=color, style=style)
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
@@ -104,8 +105,10 @@ async def badge(
         **IMAGE_ERRORS,
     },
 )
-async def pixel(namespace: Namespace, key: Key, tracker: TrackerDep) -> Response:
+async def pixel(
+    namespace: Namespace, key: Key, tracker: TrackerDep, visitor: VisitorDep
+) -> Response:
     """Count a hit (creating the counter on its first) and answer a 1 x 1 transparent GIF: an
     `<img>` counts a page view without JavaScript."""
-    await tracker.visit(CounterId(namespace, key))
+    await tracker.visit(CounterId(namespace, key), visitor=visitor)
     return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)

@@ -12,20 +12,33 @@ that a concern turned off costs a direct route nothing.
 
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
 from visit_tracker.api import errors, visits
+from visit_tracker.api.deps import visitor_of
 from visit_tracker.api.observer import DirectAnswer, Header
 from visit_tracker.service import Tracker
 
-Endpoint = Callable[[Tracker], Awaitable[BaseModel]]
+Endpoint = Callable[[Tracker, Scope], Awaitable[BaseModel]]
+"""Calls a route's endpoint function with what its dependencies are made of."""
 
-HOT_ROUTES: dict[tuple[str, str], Endpoint] = {
-    ("POST", "/visit"): visits.visit,
-    ("GET", "/stats"): visits.stats,
+
+async def visit(tracker: Tracker, scope: Scope) -> BaseModel:
+    return await visits.visit(tracker, visitor_of(scope))
+
+
+async def stats(tracker: Tracker, _: Scope) -> BaseModel:
+    return await visits.stats(tracker)
+
+
+HOT_ROUTES: dict[tuple[str, str], tuple[Callable[..., Any], Endpoint]] = {
+    ("POST", "/visit"): (visits.visit, visit),
+    ("GET", "/stats"): (visits.stats, stats),
 }
+"""Per direct route, the endpoint function its framework route documents, and its call."""
 
 CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -41,7 +54,7 @@ async def answer_directly(
     `extra_headers`; return the status sent. Anything unanticipated is logged and answered with
     the framework's JSON 500, as on every other route."""
     try:
-        model = await endpoint(scope["state"]["tracker"])
+        model = await endpoint(scope["state"]["tracker"], scope)
     except Exception as error:
         return await errors.answer_failure(error, scope, receive, send, extra_headers)
     body = model.__pydantic_serializer__.to_json(model)

@@ -49,6 +49,10 @@ class Bucket(BaseModel):
         examples=["2025-07-22T01:00:00.000Z"],
     )
     hits: int = Field(description="Hits counted in it.", examples=[42])
+    visitors: int = Field(
+        description="Distinct visitors in it: exact below 100, else estimated within about 1 %.",
+        examples=[17],
+    )
 
 
 class Series(BaseModel):
@@ -152,8 +156,8 @@ async def series(
         ),
     ] = "hour",
 ) -> Series:
-    """A counter's hits per hour or per UTC day over a range, every bucket listed, empty ones
-    included."""
+    """A counter's hits and unique visitors per hour or per UTC day over a range, every bucket
+    listed, empty ones included."""
     start_ms, end_ms = time_range(
         start, end, interval=interval, default_buckets=DEFAULT_BUCKETS[interval]
     )
@@ -164,7 +168,10 @@ async def series(
         namespace=namespace,
         key=key,
         interval=interval,
-        buckets=[Bucket(start=_timestamp(bucket), hits=hits) for bucket, hits in buckets],
+        buckets=[
+            Bucket(start=_timestamp(bucket), hits=hits, visitors=visitors)
+            for bucket, hits, visitors in buckets
+        ],
     )
 
 

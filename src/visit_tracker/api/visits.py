@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import VISIT
 from visit_tracker.api.schemas import RATE_LIMITED, STORE_UNAVAILABLE, STORE_UNCONFIRMED
 
@@ -36,13 +36,13 @@ def utc_timestamp(moment: datetime) -> str:
 
 
 @router.post("/visit", responses={**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED})
-async def visit(tracker: TrackerDep) -> VisitCount:
+async def visit(tracker: TrackerDep, visitor: VisitorDep) -> VisitCount:
     """Count one visit and return the total, this visit included.
 
     The answer comes only after the visit is stored: a 200 means it is counted and survives a
     restart. Concurrent visits each get their own number.
     """
-    return VisitCount(visits=await tracker.visit())
+    return VisitCount(visits=await tracker.visit(visitor=visitor))
 
 
 @router.get("/stats", responses={**STORE_UNAVAILABLE, **RATE_LIMITED})
