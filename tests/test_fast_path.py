@@ -1,21 +1,27 @@
-"""The direct path for the hottest routes fails the way every other route does."""
+"""The direct path for the hottest routes answers, and fails, the way the framework does."""
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.types import Message, Scope
 
-from visit_tracker.api.fast_path import answer_directly
+from visit_tracker.api.fast_path import LARGEST_DIRECT_BODY, answer_directly
+from visit_tracker.app import create_app
 from visit_tracker.service import Tracker
+from visit_tracker.settings import Settings
 
-pytestmark = pytest.mark.anyio
+HITS = "/v1/counters/site/home/hits"
 
 
 async def broken_endpoint(_: Tracker, __: Scope) -> BaseModel:
     raise RuntimeError("a bug, not a store failure")
 
 
+@pytest.mark.anyio
 async def test_an_unexpected_failure_is_a_json_500_with_the_request_id() -> None:
     """A bug behind a direct route answers 500 with a JSON body and the request id, no trace."""
     sent: list[Message] = []
@@ -41,3 +47,80 @@ async def test_an_unexpected_failure_is_a_json_500_with_the_request_id() -> None
     assert sent[0]["status"] == 500
     assert (b"x-request-id", b"abc") in sent[0]["headers"]
     assert json.loads(sent[1]["body"]) == {"detail": "Internal server error."}
+
+
+@pytest.fixture
+def hits_client() -> Iterator[TestClient]:
+    settings = Settings(store="memory://", rate_limit_hits=0, max_body_size=8192)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def value(client: TestClient) -> int:
+    answer: int = client.get("/v1/counters/site/home").json()["value"]
+    return answer
+
+
+LONG_PAGE = "/" + "p" * 500
+
+
+@pytest.mark.parametrize(
+    ("request_args", "status", "counted"),
+    [
+        ({}, 200, True),
+        ({"json": {}}, 200, True),
+        ({"json": {"page": "/a?x=1", "referrer": "https://example.org/r"}}, 200, True),
+        ({"content": b"null", "headers": {"Content-Type": "application/json"}}, 200, True),
+        ({"json": {"page": LONG_PAGE, "referrer": "https://e.org/" + "r" * 490}}, 200, True),
+        ({"json": {"page": "/a", "colour": "red"}}, 422, False),
+        ({"json": {"page": "no-slash"}}, 422, False),
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422, False),
+        ({"content": b"page=/a", "headers": {"Content-Type": "text/html"}}, 422, False),
+        ({"content": (part for part in [b'{"page":', b' "/chunked"}'])}, 422, False),
+    ],
+)
+def test_the_hits_route_answers_as_documented_however_it_is_sent(
+    hits_client: TestClient, request_args: dict[str, Any], status: int, counted: bool
+) -> None:
+    """Plain and detailed hits count; every body the framework refuses is refused with its own
+    422, whether the direct path or the framework reads it, and counts nothing."""
+    hits_client.post(HITS)
+    answer = hits_client.post(HITS, **request_args)
+    assert answer.status_code == status
+    assert value(hits_client) == (2 if counted else 1)
+    if status == 422:
+        assert isinstance(answer.json()["detail"], list)
+    else:
+        assert answer.json() == {"namespace": "site", "key": "home", "value": 2}
+
+
+def test_a_hit_body_past_the_direct_paths_size_is_the_frameworks(hits_client: TestClient) -> None:
+    """A valid body larger than the direct path takes (spaces make it so) still counts, with
+    its page; one larger than the server's limit is a 413 and counts nothing."""
+    padding = " " * LARGEST_DIRECT_BODY
+    body = f'{{"page": "/padded"{padding}}}'.encode()
+    answer = hits_client.post(HITS, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200
+    pages = hits_client.get("/v1/counters/site/home/pages").json()["pages"]
+    assert pages == [{"page": "/padded", "hits": 1}]
+    huge = f'{{"page": "/huge"{padding * 2}}}'.encode()
+    refused = hits_client.post(HITS, content=huge, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 413
+    assert value(hits_client) == 1
+
+
+def test_a_small_body_limit_holds_on_the_direct_path_too() -> None:
+    """With a body limit smaller than the direct path's own, a body past it is still a 413."""
+    settings = Settings(store="memory://", rate_limit_hits=0, max_body_size=64)
+    with TestClient(create_app(settings)) as client:
+        body = {"page": "/" + "a" * 100}
+        assert client.post(HITS, json=body).status_code == 413
+        assert client.post(HITS, json={"page": "/a"}).status_code == 200
+
+
+def test_bad_names_on_the_hits_route_are_the_frameworks_422(hits_client: TestClient) -> None:
+    """A name outside the rule, too long or with a bad character, is a 422 that quotes it."""
+    for path in ("/v1/counters/site/" + "k" * 65 + "/hits", "/v1/counters/si%20te/home/hits"):
+        answer = hits_client.post(path)
+        assert answer.status_code == 422
+        assert "1 to 64 characters" in json.dumps(answer.json())

@@ -10,17 +10,17 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from visit_tracker import __version__
-from visit_tracker.api import compat, counters, embed, errors, history, ops, visits
+from visit_tracker.api import compat, counters, embed, errors, fast_path, history, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.cors import Cors
 from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
 from visit_tracker.api.html_headers import HtmlSecurityHeaders
-from visit_tracker.api.observer import DirectAnswer, RequestObserver
+from visit_tracker.api.observer import DirectAnswer, PatternRoute, RequestObserver
 from visit_tracker.api.proxies import behind_proxies
 from visit_tracker.api.rate_limits import RateLimitFields, limit_directly, route_class
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
-from visit_tracker.rate_limits import RateLimiter
+from visit_tracker.rate_limits import RateLimiter, RouteClass
 from visit_tracker.rate_limits.limiter import quotas
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings, split_origins
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     observed = RequestObserver(
         cors or framework,
         direct_routes=direct_routes(settings, cors),
+        pattern_routes=[direct_hits(settings, cors)],
         metrics=metrics,
         access_log=log,
     )
@@ -98,16 +99,42 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
 
 def direct_routes(settings: Settings, cors: Cors | None) -> dict[tuple[str, str], DirectAnswer]:
-    """The routes answered in front of the framework, each with the rate limit of its class
-    (from its route's metadata) if that class is limited, and CORS if it is on."""
-    limited = quotas(settings)
-    routes = {}
-    for method_and_path, (documented, endpoint) in HOT_ROUTES.items():
-        answer = direct_answer(endpoint)
-        kind = route_class(visits.router, documented)
-        if kind is not None and kind in limited:
-            answer = limit_directly(answer, kind)
-        if cors is not None:
-            answer = cors.direct(answer)
-        routes[method_and_path] = answer
-    return routes
+    """The routes answered in front of the framework, by method and path."""
+    return {
+        method_and_path: with_layers(
+            direct_answer(endpoint),
+            kind=route_class(visits.router, documented),
+            settings=settings,
+            cors=cors,
+        )
+        for method_and_path, (documented, endpoint) in HOT_ROUTES.items()
+    }
+
+
+def direct_hits(settings: Settings, cors: Cors | None) -> PatternRoute:
+    """The hits route, answered in front of the framework when its request is plain."""
+    answer = with_layers(
+        direct_answer(fast_path.hit),
+        kind=route_class(counters.router, counters.hit),
+        settings=settings,
+        cors=cors,
+    )
+    return PatternRoute(
+        "POST",
+        fast_path.HITS_PATH,
+        fast_path.HITS_TEMPLATE,
+        fast_path.hit_taker(max_body_size=settings.max_body_size),
+        answer,
+    )
+
+
+def with_layers(
+    answer: DirectAnswer, *, kind: RouteClass | None, settings: Settings, cors: Cors | None
+) -> DirectAnswer:
+    """A direct route's answer with the rate limit of its class (from its route's metadata)
+    if that class is limited, and CORS if it is on."""
+    if kind is not None and kind in quotas(settings):
+        answer = limit_directly(answer, kind)
+    if cors is not None:
+        answer = cors.direct(answer)
+    return answer

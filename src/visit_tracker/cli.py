@@ -135,9 +135,7 @@ def serve(
     history_days: Annotated[int | None, typer.Option(help=describe("history_days"))] = None,
     unique_visitors: Annotated[
         bool | None,
-        typer.Option(
-            "--unique-visitors/--no-unique-visitors", help=describe("unique_visitors")
-        ),
+        typer.Option("--unique-visitors/--no-unique-visitors", help=describe("unique_visitors")),
     ] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""

@@ -1,4 +1,4 @@
-"""A direct path for the hottest routes, `POST /visit` and `GET /stats`.
+"""A direct path for the hottest routes: `POST /visit`, `GET /stats` and a named counter's hits.
 
 The framework's routing, dependency solving and response validation cost about 150 µs a request
 here, several times the work of counting the visit. `RequestObserver`, in front of the
@@ -8,19 +8,28 @@ router documents in OpenAPI — and `answer_directly` writes the same pydantic m
 A direct route is a `DirectAnswer`. What other layers do for the framework's routes — rate
 limits, CORS — they do for a direct route by wrapping its answer (see `app.direct_routes`), so
 that a concern turned off costs a direct route nothing.
+
+The hits route has names in its path and may have a body. Its direct path takes a request only
+when both are as the framework would take them without a word — names by the same pattern, no
+body or a small JSON one that `HitDetails` accepts — and hands anything else (a bad name, a
+body to refuse, a chunked or large one, another media type) to the framework with whatever it
+read, so that every refusal is the framework's own, documented answer.
 """
 
+import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel
-from starlette.types import Receive, Scope, Send
+from pydantic import BaseModel, ValidationError
+from starlette.types import Message, Receive, Scope, Send
 
-from visit_tracker.api import errors, visits
+from visit_tracker.api import counters, errors, visits
+from visit_tracker.api.body_limit import declared_length
 from visit_tracker.api.deps import visitor_of
 from visit_tracker.api.observer import DirectAnswer, Header
 from visit_tracker.service import Tracker
+from visit_tracker.stores.base import NAME_PATTERN
 
 Endpoint = Callable[[Tracker, Scope], Awaitable[BaseModel]]
 """Calls a route's endpoint function with what its dependencies are made of."""
@@ -39,6 +48,76 @@ HOT_ROUTES: dict[tuple[str, str], tuple[Callable[..., Any], Endpoint]] = {
     ("GET", "/stats"): (visits.stats, stats),
 }
 """Per direct route, the endpoint function its framework route documents, and its call."""
+
+HITS_PATH = re.compile(rf"/v1/counters/({NAME_PATTERN.pattern})/({NAME_PATTERN.pattern})/hits")
+HITS_TEMPLATE = "/v1/counters/{namespace}/{key}/hits"
+LARGEST_DIRECT_BODY = 4096
+"""The largest hit body taken directly: a page and a referrer of 512 characters each, escaped."""
+HIT = "visit_tracker.hit"
+"""Where the scope of a hit taken directly holds its namespace, key and details."""
+
+
+async def hit(tracker: Tracker, scope: Scope) -> BaseModel:
+    namespace, key, details = scope[HIT]
+    return await counters.hit(namespace, key, tracker, visitor_of(scope), details)
+
+
+def hit_taker(
+    *, max_body_size: int
+) -> Callable[[re.Match[str], Scope, Receive], Awaitable[Receive | None]]:
+    """What decides whether the direct path takes a request to the hits route (see
+    `observer.PatternRoute`), given the server's body size limit."""
+    largest = min(LARGEST_DIRECT_BODY, max_body_size)
+
+    async def take_hit(match: re.Match[str], scope: Scope, receive: Receive) -> Receive | None:
+        json_body, chunked = False, False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                json_body = value.split(b";", 1)[0].strip().lower() == b"application/json"
+            elif name == b"transfer-encoding":
+                chunked = True
+        length = declared_length(scope["headers"]) or 0
+        if chunked or length > largest:
+            return receive
+        body = await read_body(receive) if length else b""
+        details = None
+        if body:
+            if not json_body:
+                return replaying(body, then=receive)
+            try:
+                details = counters.HitDetails.model_validate_json(body)
+            except ValidationError:
+                return replaying(body, then=receive)
+        scope[HIT] = (match[1], match[2], details)
+        return None
+
+    return take_hit
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, *, then: Receive) -> Receive:
+    """A receive that gives the framework the body already read, then what the server sends
+    (the client's disconnect)."""
+    given = False
+
+    async def receive_again() -> Message:
+        nonlocal given
+        if given:
+            return await then()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_again
+
 
 CONTENT_TYPE = (b"content-type", b"application/json")
 

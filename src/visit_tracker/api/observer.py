@@ -18,7 +18,8 @@ the awaitable of the layer below instead of adding a coroutine each.
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +30,22 @@ Header = tuple[bytes, bytes]
 DirectAnswer = Callable[[Scope, Receive, Send, list[Header]], Awaitable[int]]
 """A route answered here, in front of the framework (see `fast_path`): it answers with the
 extra response headers it is given, and returns the status it sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class PatternRoute:
+    """A direct route whose path has parameters: requests of `method` whose path matches
+    `pattern` go to `take` first, with the match. It reads what the route needs, noting it in
+    the scope, and returns None when `answer` may take the request, else the receive the
+    framework must use instead: one that gives it again whatever `take` read."""
+
+    method: str
+    pattern: re.Pattern[str]
+    template: str
+    """The route's template, as the framework names it in the metrics."""
+    take: Callable[[re.Match[str], Scope, Receive], Awaitable[Receive | None]]
+    answer: DirectAnswer
+
 
 HEADER = b"x-request-id"
 USABLE_ID = re.compile(rb"[A-Za-z0-9._:=+/-]{1,128}")
@@ -66,19 +83,21 @@ def route_template(scope: Scope) -> str:
 
 class RequestObserver:
     """Gives each response an `X-Request-ID`, counts and times each request, and logs it when
-    given an access log. Answers the direct routes, by method and path, itself; passes the rest
-    to `app`."""
+    given an access log. Answers the direct routes, by method and path or by pattern, itself;
+    passes the rest to `app`."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         direct_routes: Mapping[tuple[str, str], DirectAnswer],
+        pattern_routes: Sequence[PatternRoute] = (),
         metrics: Metrics,
         access_log: AccessLog | None,
     ) -> None:
         self.app = app
         self.direct_routes = direct_routes
+        self.pattern_routes = pattern_routes
         self.metrics = metrics
         self.access_log = access_log
 
@@ -88,9 +107,12 @@ class RequestObserver:
             return
         the_id = request_id(scope["headers"])
         direct = self.direct_routes.get((scope["method"], scope["path"]))
+        template = scope["path"]
         status = NO_RESPONSE
         started = time.perf_counter_ns()
         try:
+            if direct is None and self.pattern_routes:
+                direct, template, receive = await self._take(scope, receive)
             if direct is not None:
                 status = await direct(scope, receive, send, [(HEADER, the_id)])
             else:
@@ -105,9 +127,24 @@ class RequestObserver:
                 await self.app(scope, receive, send_with_id)
         finally:
             nanoseconds = time.perf_counter_ns() - started
-            route = scope["path"] if direct is not None else route_template(scope)
+            route = template if direct is not None else route_template(scope)
             self.metrics.request(route, scope["method"], status, nanoseconds / 1e9)
             if self.access_log is not None:
                 self.access_log.request(
                     the_id, scope["method"], scope["path"], status, nanoseconds // 1000 / 1000
                 )
+
+    async def _take(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[DirectAnswer | None, str, Receive]:
+        """The pattern route that takes the request, its template, and the receive to use from
+        now on; no route when none matches or the one that matches declines."""
+        for route in self.pattern_routes:
+            if route.method == scope["method"]:
+                match = route.pattern.fullmatch(scope["path"])
+                if match is not None:
+                    declined = await route.take(match, scope, receive)
+                    if declined is None:
+                        return route.answer, route.template, receive
+                    return None, scope["path"], declined
+        return None, scope["path"], receive
