@@ -12,7 +12,7 @@
   const status = document.querySelector("[data-status]");
   const counter =
     "/v1/counters/" + encodeURIComponent(main.dataset.namespace) + "/" + encodeURIComponent(main.dataset.key);
-  let value = Number(main.dataset.value);
+  let value = Number(main.dataset.initialValue);
   let refreshing = null;
 
   function show(next) {
