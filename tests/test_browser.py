@@ -5,6 +5,7 @@ Screenshots of the dashboard, on a phone and on a desktop, go to `test-output/` 
 git); `docs/dashboard.png` is one of them, from a run.
 """
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     Playwright,
+    Route,
     ViewportSize,
     expect,
     sync_playwright,
@@ -142,6 +144,34 @@ def test_the_dashboard_follows_visits_without_a_reload(page: Page, server: Serve
         last_bar = page.locator(f"{chart} rect.hits").last.locator("title")
         expect(last_bar).to_contain_text(f": {total + 5:,} visits")
     assert page.evaluate("window.notReloaded") is True
+
+
+def test_the_dashboard_takes_the_value_from_the_event_stream_where_served(
+    page: Page, server: Server
+) -> None:
+    """Where the server streams the counter's events (played here by the browser's network
+    layer, as the event stream's contract says: `event: value`, then the value as JSON), the
+    page takes the value from them and polls nothing."""
+    counter = f"{server.url}/v1/counters/default/visits"
+
+    def stream(route: Route) -> None:
+        value = httpx2.get(f"{server.url}/stats").json()["total_visits"]
+        event = json.dumps({"namespace": "default", "key": "visits", "value": value})
+        # The stream ends after one event; `retry` makes the browser open it again soon.
+        route.fulfill(
+            content_type="text/event-stream", body=f"retry: 300\nevent: value\ndata: {event}\n\n"
+        )
+
+    page.route(f"{counter}/events", stream)
+    polled = []
+    page.on("request", lambda request: polled.append(request.url == counter))
+    httpx2.post(f"{server.url}/visit").raise_for_status()
+    page.goto(server.url)
+    total = httpx2.get(f"{server.url}/stats").json()["total_visits"]
+    for _ in range(2):
+        httpx2.post(f"{server.url}/visit").raise_for_status()
+    expect(page.locator("#figures [data-value]")).to_have_text(f"{total + 2:,}")
+    assert not any(polled)
 
 
 @pytest.mark.parametrize("sender", ["sendBeacon", "fetch"])
