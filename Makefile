@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench tracker clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -39,6 +39,9 @@ bench: $(VENV)/.installed-bench  ## load every configuration with wrk; rewrites 
 	@command -v wrk >/dev/null || { echo "installing wrk"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python scripts/bench.py
+
+tracker: $(VENV)/.installed-dev  ## minify tracker.js into tracker.min.js, the file /tracker.js sends
+	$(BIN)/python -m rjsmin < src/visit_tracker/static/tracker.js > src/visit_tracker/static/tracker.min.js
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

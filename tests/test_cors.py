@@ -160,3 +160,18 @@ def test_an_empty_origin_list_turns_cors_off() -> None:
     assert "access-control-allow-origin" not in visit.headers
     assert asked.status_code == 405
     assert "detail" in asked.json()
+
+
+@pytest.mark.parametrize("origins", ["*", ""])
+def test_a_hit_sent_as_text_from_another_origin_counts_without_a_preflight(origins: str) -> None:
+    """A page view that tracker.js sends from another origin (JSON as text/plain: no preflight)
+    counts, whatever origins CORS allows: only reading the answer needs them."""
+    with client_for(origins=origins) as client:
+        answer = client.post(
+            HIT,
+            content='{"page": "/post"}',
+            headers={"Origin": PAGE, "Content-Type": "text/plain;charset=UTF-8"},
+        )
+        assert answer.status_code == 200
+        assert client.get(HIT.removesuffix("/hits")).json()["value"] == 1
+    assert ("access-control-allow-origin" in answer.headers) == (origins == "*")

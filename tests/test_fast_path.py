@@ -71,6 +71,7 @@ LONG_PAGE = "/" + "p" * 500
         ({"json": {}}, 200, True),
         ({"json": {"page": "/a?x=1", "referrer": "https://example.org/r"}}, 200, True),
         ({"content": b"null", "headers": {"Content-Type": "application/json"}}, 200, True),
+        ({"content": b'{"page": "/t"}', "headers": {"Content-Type": "text/plain"}}, 200, True),
         ({"json": {"page": LONG_PAGE, "referrer": "https://e.org/" + "r" * 490}}, 200, True),
         ({"json": {"page": "/a", "colour": "red"}}, 422, False),
         ({"json": {"page": "no-slash"}}, 422, False),

@@ -1,6 +1,7 @@
 """A counter's history over HTTP: the hit body, series, top pages and referrers, and purge."""
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,40 @@ def test_a_bad_hit_body_is_a_422_naming_the_field_and_counts_nothing(
     assert response.status_code == 422
     assert [problem["loc"][-1] for problem in response.json()["detail"]] == [field]
     assert client.get("/v1/counters/site/home").status_code == 404
+
+
+@pytest.mark.parametrize("content_type", ["text/plain;charset=UTF-8", "Text/Plain", "text/plain"])
+def test_a_hit_body_sent_as_text_counts_as_json_does(client: TestClient, content_type: str) -> None:
+    """JSON sent as text/plain, as navigator.sendBeacon sends a string, counts the hit with its
+    page and referrer."""
+    body = json.dumps({"page": "/a?x=1", "referrer": "https://news.example.org/item"})
+    answer = client.post(HITS, content=body, headers={"Content-Type": content_type})
+    assert answer.json() == {"namespace": "site", "key": "home", "value": 1}
+    assert client.get(PAGES).json() == {
+        "pages": [{"page": "/a", "hits": 1}],
+        "referrers": [{"referrer": "https://news.example.org/item", "hits": 1}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", "page=/a"),
+        ("text/html", '{"page": "/a"}'),
+        (None, '{"page": "/a"}'),
+        ("text/plain", '{"page": "/a", "visitor": "x"}'),
+    ],
+)
+def test_a_hit_body_that_is_not_json_is_a_422_and_counts_nothing(
+    client: TestClient, content_type: str | None, body: str
+) -> None:
+    """Text that is not a valid hit body, and a body of any type but JSON and text, is refused
+    with a 422; text is read as JSON on the hits route only."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    assert client.post(HITS, content=body, headers=headers).status_code == 422
+    assert client.get("/v1/counters/site/home").status_code == 404
+    create = client.post("/v1/counters/site/other", content='{"value": 3}', headers=headers)
+    assert create.status_code == 422
 
 
 def test_a_referrers_query_string_never_reaches_the_sqlite_file(tmp_path: Path) -> None:

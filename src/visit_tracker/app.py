@@ -10,7 +10,18 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from visit_tracker import __version__
-from visit_tracker.api import compat, counters, embed, errors, fast_path, history, ops, visits
+from visit_tracker.api import (
+    assets,
+    compat,
+    counters,
+    dashboard,
+    embed,
+    errors,
+    fast_path,
+    history,
+    ops,
+    visits,
+)
 from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.cors import Cors
 from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
@@ -82,10 +93,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(embed.router)
     app.include_router(compat.router)
     app.include_router(ops.router)
+    app.include_router(dashboard.router)
+    app.include_router(assets.router)
     errors.install(app)
     origins = split_origins(settings.cors_origins)
+    doc_paths = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     framework: ASGIApp = BodyLimit(
-        HtmlSecurityHeaders(RateLimitFields(app)), max_bytes=settings.max_body_size
+        HtmlSecurityHeaders(
+            RateLimitFields(app), doc_paths=frozenset(path for path in doc_paths if path)
+        ),
+        max_bytes=settings.max_body_size,
     )
     cors = Cors(framework, origins=origins) if origins else None
     observed = RequestObserver(

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from visit_tracker import history, ownership
@@ -43,6 +44,19 @@ logger = logging.getLogger("visit_tracker")
 PURGE_INTERVAL = 3600.0
 """Seconds between two purges of old history."""
 
+TOP_COUNTERS_TTL = 10.0
+"""Seconds an answer of `Tracker.top_counters` is reused: the store reads every counter's value
+to find it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TopCounters:
+    """An answer of `Store.top_counters`, under way or given, and until when it is reused."""
+
+    limit: int
+    expires: float
+    answer: "asyncio.Future[list[tuple[CounterId, int]]]"
+
 
 def _missing(counter: CounterId) -> CounterNotFound:
     return CounterNotFound(f"counter {counter.namespace}/{counter.key} does not exist")
@@ -70,6 +84,7 @@ class Tracker:
         self._recorder = Recorder(store, metrics=metrics)
         self._reads = SharedReads(self._read)
         self._started = time.monotonic()
+        self._top_counters: _TopCounters | None = None
 
     @classmethod
     @asynccontextmanager
@@ -247,6 +262,23 @@ class Tracker:
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
         """Up to `limit` counters of the namespace, in key order, after the key `after`."""
         return await self._asked(self._store.counters_in(namespace, after=after, limit=limit))
+
+    async def top_counters(self, limit: int) -> list[tuple[CounterId, int]]:
+        """The `limit` counters with the highest values, of every namespace, highest first: as
+        the store gave them up to TOP_COUNTERS_TTL seconds ago. Callers that ask meanwhile
+        share one store read, and a failed read is not reused."""
+        top, now = self._top_counters, time.monotonic()
+        if top is None or top.expires <= now or top.limit < limit:
+            answer = asyncio.ensure_future(self._asked(self._store.top_counters(limit)))
+            top = self._top_counters = _TopCounters(limit, now + TOP_COUNTERS_TTL, answer)
+
+            def forget_failure(answer: asyncio.Future[list[tuple[CounterId, int]]]) -> None:
+                if self._top_counters is top and (answer.cancelled() or answer.exception()):
+                    self._top_counters = None
+
+            answer.add_done_callback(forget_failure)
+        # Shielded: a caller that gives up must not cancel the read the others wait for.
+        return (await asyncio.shield(top.answer))[:limit]
 
     async def _check_admin(self, counter: CounterId, credential: str | None) -> None:
         if credential is None:

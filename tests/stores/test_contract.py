@@ -179,6 +179,26 @@ async def test_counters_in_pages_through_a_namespace_in_key_order(store: Store) 
     assert all(record.value == 1 for record in await store.counters_in("site", after="", limit=5))
 
 
+async def test_top_counters_are_the_highest_values_of_every_namespace(store: Store) -> None:
+    """The top counters are those with the highest values across namespaces, highest first,
+    ties in name order; at most `limit` of them, and a deleted counter is not among them."""
+    assert await store.top_counters(5) == []
+    hits = {CounterId("b", "x"): 3, CounterId("a", "y"): 3, CounterId("a", "z"): 5}
+    await store.apply([Hit(counter) for counter, count in hits.items() for _ in range(count)])
+    await store.apply([Hit(CounterId(f"n{number}", "k")) for number in range(30)])
+    await store.create(CounterId("c", "big"), value=LARGEST_SET, admin_key_hash=None)
+    top = await store.top_counters(4)
+    assert top == [
+        (CounterId("c", "big"), LARGEST_SET),
+        (CounterId("a", "z"), 5),
+        (CounterId("a", "y"), 3),
+        (CounterId("b", "x"), 3),
+    ]
+    await store.delete(CounterId("c", "big"))
+    assert (await store.top_counters(1)) == [(CounterId("a", "z"), 5)]
+    assert len(await store.top_counters(100)) == 33
+
+
 async def test_export_and_restore_keep_the_owner(store: Store) -> None:
     """An owned counter's admin key hash survives export and restore; an unowned one stays so."""
     await store.create(HOME, value=3, admin_key_hash=OWNER)

@@ -12,7 +12,7 @@ from tests.redis_servers import RedisServer, redis_cluster, redis_server, wait_u
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
-from visit_tracker.stores.redis import IN_FLIGHT, RedisStore, parse_redis_url
+from visit_tracker.stores.redis import EXPORT_CHUNK, IN_FLIGHT, RedisStore, parse_redis_url
 
 pytestmark = pytest.mark.anyio
 
@@ -157,6 +157,23 @@ async def test_cluster_counters_spread_over_every_shard_and_all_export(
         counters, key=lambda c: (c.namespace, c.key)
     )
     assert sum(record.value for record in exported) == 61
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_top_counters_reads_counters_chunk_by_chunk(
+    new_store_url: NewStoreUrl, kind: str
+) -> None:
+    """With more counters than one round trip reads, the top counters are still the highest of
+    them all, on every shard."""
+    counters = [CounterId("many", f"page{number:04}") for number in range(2 * EXPORT_CHUNK + 1)]
+    store = await open_store(new_store_url(kind), wait_limit=5.0)
+    try:
+        await store.apply([Hit(counter) for counter in counters])
+        await store.apply([Hit(counters[-1]), Hit(counters[-1]), Hit(counters[7])])
+        top = await store.top_counters(3)
+    finally:
+        await store.close()
+    assert top == [(counters[-1], 3), (counters[7], 2), (counters[0], 1)]
 
 
 async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recovers(

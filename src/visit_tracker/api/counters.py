@@ -5,12 +5,15 @@ admin key — shown once, in the answer that created it — or the operator toke
 `Authorization: Bearer …`.
 """
 
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 
 from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS
@@ -212,11 +215,38 @@ EXISTS: Responses = {
 }
 
 
-@router.post(
-    "/{namespace}/{key}/hits",
-    dependencies=[HITS],
-    responses={**UNREADABLE_BODY, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED},
-)
+class JsonAsText(Request):
+    """A request whose `text/plain` body is read as JSON."""
+
+    @property
+    def headers(self) -> Headers:
+        headers = super().headers
+        if headers.get("content-type", "").partition(";")[0].strip().lower() != "text/plain":
+            return headers
+        as_json = headers.mutablecopy()
+        as_json["content-type"] = "application/json"
+        return as_json
+
+
+class TextOrJsonRoute(APIRoute):
+    """A route that reads a JSON body sent as `text/plain` as well as one sent as JSON.
+
+    Browsers send a string body as `text/plain`, and `navigator.sendBeacon` can send nothing
+    else to another origin: a body of type `application/json` needs a preflight request, which
+    sendBeacon does not make. So tracker.js sends its JSON as text, and a page view costs one
+    request whatever the server's CORS setting. Only the hits route reads text so: it needs no
+    credential, and anyone may hit a counter from anywhere already.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(JsonAsText(request.scope, request.receive))
+
+        return handle
+
+
 async def hit(
     namespace: Namespace,
     key: Key,
@@ -225,13 +255,30 @@ async def hit(
     body: HitDetails | None = None,
 ) -> CounterValue:
     """Count one hit on a counter, creating it on its first hit; answers its new value. The
-    optional body names the page viewed and its referrer, for the counter's history."""
+    optional body names the page viewed and its referrer, for the counter's history; it is
+    JSON, sent as `application/json` or as `text/plain` (which a browser may send to another
+    origin without a preflight request)."""
     counter = CounterId(namespace, key)
     if body is None or (body.page is None and body.referrer is None):
         value = await tracker.visit(counter, visitor=visitor)
     else:
         value = await tracker.view(counter, page=body.page, referrer=body.referrer, visitor=visitor)
     return CounterValue(namespace=namespace, key=key, value=value)
+
+
+router.add_api_route(
+    "/{namespace}/{key}/hits",
+    hit,
+    methods=["POST"],
+    route_class_override=TextOrJsonRoute,
+    dependencies=[HITS],
+    responses={**UNREADABLE_BODY, **STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED},
+    openapi_extra={
+        "requestBody": {
+            "content": {"text/plain": {"schema": {"$ref": "#/components/schemas/HitDetails"}}}
+        }
+    },
+)
 
 
 @router.get(

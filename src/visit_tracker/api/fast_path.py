@@ -53,6 +53,8 @@ HITS_PATH = re.compile(rf"/v1/counters/({NAME_PATTERN.pattern})/({NAME_PATTERN.p
 HITS_TEMPLATE = "/v1/counters/{namespace}/{key}/hits"
 LARGEST_DIRECT_BODY = 4096
 """The largest hit body taken directly: a page and a referrer of 512 characters each, escaped."""
+JSON_MEDIA_TYPES = (b"application/json", b"text/plain")
+"""The media types the hits route reads as JSON: tracker.js sends text/plain (see `counters`)."""
 HIT = "visit_tracker.hit"
 """Where the scope of a hit taken directly holds its namespace, key and details."""
 
@@ -73,7 +75,7 @@ def hit_taker(
         json_body, chunked = False, False
         for name, value in scope["headers"]:
             if name == b"content-type":
-                json_body = value.split(b";", 1)[0].strip().lower() == b"application/json"
+                json_body = value.split(b";", 1)[0].strip().lower() in JSON_MEDIA_TYPES
             elif name == b"transfer-encoding":
                 chunked = True
         length = declared_length(scope["headers"]) or 0

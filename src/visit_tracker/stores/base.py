@@ -7,11 +7,12 @@ and daily page and referrer buckets `(counter, day, kind, value) -> hits`. A buc
 its start in Unix milliseconds (UTC), taken from the store's clock when the batch is applied.
 """
 
+import heapq
 import re
 import secrets
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -123,6 +124,13 @@ class Store(Protocol):
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
         """Up to `limit` counters of the namespace whose keys sort after `after`, in key order
         (names are ASCII, so code point and byte order agree)."""
+        ...
+
+    async def top_counters(self, limit: int) -> list[tuple[CounterId, int]]:
+        """The `limit` counters of every namespace with the highest values, as (counter,
+        value): highest first, ties in (namespace, key) order. It reads every counter's value
+        (no store keeps counters sorted by value: each hit would reorder them), so callers
+        should not ask often."""
         ...
 
     def export(self) -> AsyncIterator[CounterRecord]:
@@ -262,3 +270,11 @@ def new_salt() -> bytes:
 def ranked(totals: Mapping[str, int], limit: int) -> list[tuple[str, int]]:
     """The `limit` values with the most hits, most first, ties in value order."""
     return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+def highest(values: Iterable[tuple[CounterId, int]], limit: int) -> list[tuple[CounterId, int]]:
+    """The `limit` counters with the highest values, highest first, ties in name order; keeps
+    `limit` of them in memory, however many it is given."""
+    return heapq.nsmallest(
+        limit, values, key=lambda item: (-item[1], item[0].namespace, item[0].key)
+    )

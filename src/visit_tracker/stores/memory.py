@@ -11,6 +11,7 @@ from visit_tracker.stores.base import (
     Hit,
     ViewKind,
     day_of,
+    highest,
     hour_of,
     new_salt,
     now_ms,
@@ -170,6 +171,9 @@ class MemoryStore:
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
         keys = sorted(c.key for c in self._records if c.namespace == namespace and c.key > after)
         return [self._records[CounterId(namespace, key)] for key in keys[:limit]]
+
+    async def top_counters(self, limit: int) -> list[tuple[CounterId, int]]:
+        return highest(((c, record.value) for c, record in self._records.items()), limit)
 
     async def export(self) -> AsyncIterator[CounterRecord]:
         for counter in sorted(self._records, key=lambda c: (c.namespace, c.key)):

@@ -379,6 +379,10 @@ LIST = """
     FROM counters WHERE namespace = %s AND key > %s ORDER BY key LIMIT %s
 """
 
+TOP_COUNTERS = """
+    SELECT namespace, key, value FROM counters ORDER BY value DESC, namespace, key LIMIT %s
+"""
+
 EXPORT = """
     SELECT namespace, key, value, created_at, updated_at, admin_key_hash
     FROM counters ORDER BY namespace, key
@@ -586,6 +590,15 @@ class PostgresStore:
         async def read(connection: Connection) -> list[CounterRecord]:
             cursor = await connection.execute(LIST, (namespace, after, limit))
             return [_record(row) for row in await cursor.fetchall()]
+
+        return await self._run(read, writes=False)
+
+    async def top_counters(self, limit: int) -> list[tuple[CounterId, int]]:
+        # A scan of the counters table with a top-N heap sort: an index on the value would make
+        # it cheap, at the price of moving an index entry on every hit.
+        async def read(connection: Connection) -> list[tuple[CounterId, int]]:
+            cursor = await connection.execute(TOP_COUNTERS, (limit,))
+            return [(CounterId(ns, key), value) for ns, key, value in await cursor.fetchall()]
 
         return await self._run(read, writes=False)
 

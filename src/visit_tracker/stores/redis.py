@@ -68,6 +68,7 @@ from visit_tracker.stores.base import (
     Hit,
     ViewKind,
     day_of,
+    highest,
     hour_of,
     new_salt,
     now_ms,
@@ -586,6 +587,28 @@ class RedisStore:
             records.extend(await self._records_on(node, pattern=pattern, after=after))
         records.sort(key=lambda record: record.counter.key)
         return records[:limit]
+
+    async def top_counters(self, limit: int) -> list[tuple[CounterId, int]]:
+        # Redis keeps no order by value: the counters are listed as export lists them, and
+        # every value is read, EXPORT_CHUNK per round trip; only the best `limit` are kept.
+        best: list[tuple[CounterId, int]] = []
+        await self._ready()
+        for node in self._topology.primaries():
+            counters = list(map(_counter_of, await self._tags_on(node, "*")))
+            for start in range(0, len(counters), EXPORT_CHUNK):
+                chunk = counters[start : start + EXPORT_CHUNK]
+                replies = await self._send(
+                    node,
+                    [("HGET", self._key(counter), "value") for counter in chunk],
+                    deadline=self._deadline(),
+                )
+                found = [
+                    (counter, int(value))
+                    for counter, reply in zip(chunk, replies, strict=True)
+                    if (value := check(reply, source=node)) is not None  # None: deleted since
+                ]
+                best = highest([*best, *found], limit)
+        return best
 
     async def export(self) -> AsyncIterator[CounterRecord]:
         records: list[CounterRecord] = []

@@ -212,6 +212,10 @@ LIST = """
     FROM counters WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?
 """
 
+TOP_COUNTERS = """
+    SELECT namespace, key, value FROM counters ORDER BY value DESC, namespace, key LIMIT ?
+"""
+
 EXPORT = """
     SELECT namespace, key, value, created_at, updated_at, admin_key_hash
     FROM counters ORDER BY namespace, key
@@ -419,6 +423,12 @@ class SqliteStore:
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
         rows = await self._run(lambda: self._db.execute(LIST, (namespace, after, limit)).fetchall())
         return [_record(row) for row in rows]
+
+    async def top_counters(self, limit: int) -> list[tuple[CounterId, int]]:
+        # A scan of the counters table, sorted in a heap of `limit` rows: an index on the value
+        # would make it cheap, at the price of moving an index entry on every hit.
+        rows = await self._run(lambda: self._db.execute(TOP_COUNTERS, (limit,)).fetchall())
+        return [(CounterId(namespace, key), int(value)) for namespace, key, value in rows]
 
     async def export(self) -> AsyncIterator[CounterRecord]:
         # A snapshot: one read transaction sees every counter as of one moment.
