@@ -7,6 +7,9 @@ configurations, so load from other work on the machine falls on all of them alik
 run, then the median, min and max per configuration.
 
     .venv/bin/python scripts/compare.py off on:VISIT_TRACKER_ACCESS_LOG=true --rounds 5
+
+Each `--load PATH[=SCRIPT]` (default `/visit=scripts/post.lua`) is run on every configuration in
+every round: several loads compare routes on the same servers, in the same run.
 """
 
 import argparse
@@ -88,13 +91,15 @@ def serving(env: dict[str, str], *, workers: int, directory: Path) -> Iterator[t
             process.wait(timeout=30)
 
 
-def measure(url: str, pid: int, *, duration: int, wrk: str) -> tuple[float, str, float]:
+def measure(
+    url: str, pid: int, *, duration: int, wrk: str, script: Path = POST_SCRIPT
+) -> tuple[float, str, float]:
     """Requests per second, p99 latency and server CPU µs per request of one wrk run.
 
     CPU time per request is what other work on the machine disturbs least: contention lowers
     a run's throughput but changes much less how much CPU each request takes.
     """
-    load = [wrk, "-t2", "-c100", f"-d{duration}s", "--latency", "-s", str(POST_SCRIPT), url]
+    load = [wrk, "-t2", "-c100", f"-d{duration}s", "--latency", "-s", str(script), url]
     cpu_before = cpu_seconds(pid)
     result = subprocess.run(load, capture_output=True, text=True, check=True)
     cpu = cpu_seconds(pid) - cpu_before
@@ -112,8 +117,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--path", default="/visit")
+    parser.add_argument("--load", action="append", help="PATH[=SCRIPT]: a route and its wrk script")
     arguments = parser.parse_args()
+    loads = [parse_load(text) for text in arguments.load or ["/visit"]]
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("wrk is not installed (Debian package wrk)")
@@ -126,21 +132,37 @@ def main() -> None:
                 serving(env, workers=arguments.workers, directory=directory)
             )
         for url, pid in servers.values():  # warm-up
-            measure(f"{url}{arguments.path}", pid, duration=2, wrk=wrk)
-        compare(
-            servers, arguments.rounds, duration=arguments.duration, path=arguments.path, wrk=wrk
-        )
+            for path, script in loads:
+                measure(f"{url}{path}", pid, duration=2, wrk=wrk, script=script)
+        compare(servers, loads, arguments.rounds, duration=arguments.duration, wrk=wrk)
+
+
+def parse_load(text: str) -> tuple[str, Path]:
+    path, _, script = text.partition("=")
+    return path, Path(script) if script else POST_SCRIPT
 
 
 def compare(
-    servers: dict[str, tuple[str, int]], rounds: int, *, duration: int, path: str, wrk: str
+    servers: dict[str, tuple[str, int]],
+    loads: list[tuple[str, Path]],
+    rounds: int,
+    *,
+    duration: int,
+    wrk: str,
 ) -> None:
-    """Run wrk on each server in turn, `rounds` times; print each run, then a summary."""
-    rates: dict[str, list[float]] = {label: [] for label in servers}
-    costs: dict[str, list[float]] = {label: [] for label in servers}
+    """Run each load on each server in turn, `rounds` times; print each run, then a summary."""
+    runs = [
+        (f"{label} {path} {script.stem}" if len(loads) > 1 else label, url, pid, path, script)
+        for label, (url, pid) in servers.items()
+        for path, script in loads
+    ]
+    rates: dict[str, list[float]] = {label: [] for label, *_ in runs}
+    costs: dict[str, list[float]] = {label: [] for label, *_ in runs}
     for round_number in range(1, rounds + 1):
-        for label, (url, pid) in servers.items():
-            rate, p99, cost = measure(f"{url}{path}", pid, duration=duration, wrk=wrk)
+        for label, url, pid, path, script in runs:
+            rate, p99, cost = measure(
+                f"{url}{path}", pid, duration=duration, wrk=wrk, script=script
+            )
             rates[label].append(rate)
             costs[label].append(cost)
             print(

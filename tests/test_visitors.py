@@ -150,3 +150,34 @@ def test_no_address_or_user_agent_reaches_the_store_or_the_log(tmp_path: Path) -
         assert secret.encode() not in written
     for address in addresses:
         assert socket.inet_aton(address) not in written
+
+
+def test_a_visitor_seen_again_in_a_new_hour_counts_in_that_hour(
+    time_machine: TimeMachineFixture,
+) -> None:
+    """A browser seen at 10:59 and again at 11:01 is a visitor of both hours and one of the
+    day, though the process skips recording it again within an hour."""
+    app = create_app(Settings(store="memory://", rate_limit_hits=0))
+    with TestClient(app) as client:
+        for moment in (NOON.replace(hour=10, minute=59), NOON.replace(hour=11, minute=1)):
+            time_machine.move_to(moment, tick=False)
+            client.post(f"{COUNTER}/hits")
+            client.post(f"{COUNTER}/hits")
+        hours = client.get(f"{COUNTER}/series").json()["buckets"]
+        counter = client.get(COUNTER).json()
+    assert [(hour["hits"], hour["visitors"]) for hour in hours[-2:]] == [(2, 1), (2, 1)]
+    assert counter["visitors"]["today"] == 1
+
+
+def test_a_deleted_counter_counts_its_visitors_again(time_machine: TimeMachineFixture) -> None:
+    """After a counter is deleted, a visitor it had in this hour counts in its new life."""
+    time_machine.move_to(NOON, tick=False)
+    token = "operator-token-for-the-visitor-test-0123456789"
+    app = create_app(Settings(store="memory://", rate_limit_hits=0, admin_token=token))
+    with TestClient(app) as client:
+        client.post(f"{COUNTER}/hits")
+        deleted = client.delete(COUNTER, headers={"Authorization": f"Bearer {token}"})
+        assert deleted.status_code == 204
+        client.post(f"{COUNTER}/hits")
+        counter = client.get(COUNTER).json()
+    assert (counter["value"], counter["visitors"]["today"]) == (1, 1)

@@ -34,8 +34,8 @@ from visit_tracker.stores import (
     Store,
     open_store,
 )
-from visit_tracker.stores.base import DAY_MS, now_ms
-from visit_tracker.visitors import Visitor, VisitorIds
+from visit_tracker.stores.base import DAY_MS, hour_of, now_ms
+from visit_tracker.visitors import RecentVisitors, Visitor, VisitorIds
 
 T = TypeVar("T")
 
@@ -81,6 +81,7 @@ class Tracker:
         self._visitor_ids = (
             VisitorIds(lambda day: self._asked(store.salt(day))) if unique_visitors else None
         )
+        self._recent = RecentVisitors()
         self._recorder = Recorder(store, metrics=metrics)
         self._reads = SharedReads(self._read)
         self._started = time.monotonic()
@@ -114,7 +115,7 @@ class Tracker:
     ) -> int:
         """Count one visit, of `visitor` when known, and return the counter's value including
         it."""
-        return await self._recorder.hit(Hit(counter, visitor=await self._id_of(counter, visitor)))
+        return await self.view(counter, page=None, referrer=None, visitor=visitor)
 
     async def view(
         self,
@@ -126,14 +127,16 @@ class Tracker:
     ) -> int:
         """Count one visit of a page (a path, no query string) coming from a referrer (an
         origin and path, no query string), each kept in the counter's daily history when
-        given; the counter's value including it."""
-        visitor_id = await self._id_of(counter, visitor)
-        return await self._recorder.hit(Hit(counter, page, referrer, visitor_id))
-
-    async def _id_of(self, counter: CounterId, visitor: Visitor | None) -> int | None:
+        given, and of `visitor` when known; the counter's value including it."""
         if visitor is None or self._visitor_ids is None:
-            return None
-        return await self._visitor_ids.id_of(visitor, namespace=counter.namespace)
+            return await self._recorder.hit(Hit(counter, page, referrer))
+        visitor_id = await self._visitor_ids.id_of(visitor, namespace=counter.namespace)
+        hour = hour_of(now_ms())
+        if self._recent.recorded(counter, hour, visitor_id):  # its hour and day hold it
+            return await self._recorder.hit(Hit(counter, page, referrer))
+        value = await self._recorder.hit(Hit(counter, page, referrer, visitor_id))
+        self._recent.note(counter, hour, visitor_id)
+        return value
 
     async def series(
         self, counter: CounterId, *, interval: history.Interval, start_ms: int, end_ms: int
@@ -246,7 +249,9 @@ class Tracker:
     async def delete(self, counter: CounterId, *, credential: str | None) -> None:
         """Delete the counter as its owner or the operator."""
         await self._check_admin(counter, credential)
-        if not await self._asked(self._store.delete(counter)):
+        deleted = await self._asked(self._store.delete(counter))
+        self._recent.forget()  # its visitors are gone: record them again
+        if not deleted:
             raise _missing(counter)
 
     async def new_admin_key(self, counter: CounterId, *, credential: str | None) -> str:

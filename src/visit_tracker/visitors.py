@@ -53,3 +53,33 @@ class VisitorIds:
             salt = await self._salt_of(day)
             self._day, self._salt = day, salt
         return visitor_id(visitor, namespace=namespace, salt=self._salt)
+
+
+class RecentVisitors:
+    """The visitors this process recorded lately, per counter and hour: a visitor seen again
+    within the hour needs no new record, since its hour and its day already hold it.
+
+    Bounded: two generations of at most `capacity` entries each; when the newer one fills, the
+    older is dropped. An entry is a 64-bit hash of (counter, hour, visitor id): two colliding
+    would make one visitor be skipped, at odds of one in 2**64 per pair. A counter deleted by
+    another process may miss, for the rest of the hour, a visitor this one had recorded.
+    """
+
+    def __init__(self, capacity: int = 65_536) -> None:
+        self._capacity = capacity
+        self._new: set[int] = set()
+        self._old: set[int] = set()
+
+    def recorded(self, counter: object, hour: int, visitor: int) -> bool:
+        entry = hash((counter, hour, visitor))
+        return entry in self._new or entry in self._old
+
+    def note(self, counter: object, hour: int, visitor: int) -> None:
+        if len(self._new) >= self._capacity:
+            self._old, self._new = self._new, set()
+        self._new.add(hash((counter, hour, visitor)))
+
+    def forget(self) -> None:
+        """Forget everything: after a counter of this process is deleted."""
+        self._new.clear()
+        self._old.clear()
