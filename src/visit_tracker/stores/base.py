@@ -1,8 +1,10 @@
 """The `Store` protocol every backend implements, and the arithmetic they share.
 
 A store applies a batch of hits atomically and tells each hit the counter value it produced,
-so that concurrent visits get distinct, gap-free numbers however they are batched. In the same
-atomic step it adds the hits to the counter's history: hourly buckets `(counter, hour) -> hits`
+so that concurrent visits get distinct, gap-free numbers however they are batched. A hit of a
+known bot adds nothing to the value: it counts in the counter's bot hits, in the same step, and
+is told the value as it stands. In the same atomic step the other hits are added to the
+counter's history: hourly buckets `(counter, hour) -> hits`
 and daily page and referrer buckets `(counter, day, kind, value) -> hits`. A bucket is named by
 its start in Unix milliseconds (UTC), taken from the store's clock when the batch is applied.
 """
@@ -50,6 +52,9 @@ class Hit:
     """The referring page's origin and path, already cleaned of its query string."""
     visitor: int | None = None
     """The visitor's id of the day (see `visitors.py`): no address, no User-Agent."""
+    bot: bool = False
+    """A known bot's hit: counted apart, in the counter's bot hits only, never in its value,
+    history or visitors."""
 
 
 HOUR_MS = 3_600_000
@@ -74,6 +79,8 @@ class CounterRecord:
     """Unix time in milliseconds of its latest change."""
     admin_key_hash: str | None = None
     """SHA-256 (hexadecimal) of the counter's admin key; None while nobody owns the counter."""
+    bot_hits: int = 0
+    """Hits of known bots, which the value does not count."""
 
 
 class Store(Protocol):
@@ -183,20 +190,31 @@ def within_range(value: int) -> int:
 
 
 def tally(hits: Sequence[Hit]) -> Mapping[CounterId, int]:
-    """How many hits each counter receives in a batch, in order of first appearance."""
-    return Tally(hit.counter for hit in hits)
+    """How many hits each counter of a batch counts in its value: every counter the batch
+    touches, 0 for one that only bots hit."""
+    counts = Tally(hit.counter for hit in hits if not hit.bot)
+    for counter in tally_bots(hits):
+        counts.setdefault(counter, 0)
+    return counts
+
+
+def tally_bots(hits: Sequence[Hit]) -> Mapping[CounterId, int]:
+    """How many bot hits each counter receives in a batch; only counters that receive some."""
+    return Tally(hit.counter for hit in hits if hit.bot)
 
 
 def number_hits(hits: Sequence[Hit], totals: Mapping[CounterId, int]) -> list[int]:
     """Give each hit its own value, given each counter's total after the whole batch.
 
-    A counter that received k hits and now stands at n hands them n-k+1 ... n in batch order.
+    A counter that counted k hits and now stands at n hands them n-k+1 ... n in batch order;
+    a bot's hit, which adds nothing, gets the value of the hit before it (n-k if none).
     """
     counts = tally(hits)
     last = {counter: totals[counter] - count for counter, count in counts.items()}
     values = []
     for hit in hits:
-        last[hit.counter] += 1
+        if not hit.bot:
+            last[hit.counter] += 1
         values.append(last[hit.counter])
     return values
 
@@ -216,6 +234,8 @@ def tally_views(hits: Sequence[Hit]) -> dict[ViewBucket, int]:
     and cheap, for a batch of plain hits."""
     views: dict[ViewBucket, int] = {}
     for hit in hits:
+        if hit.bot:
+            continue
         if hit.page is not None:
             bucket: ViewBucket = (hit.counter, "page", hit.page)
             views[bucket] = views.get(bucket, 0) + 1
@@ -229,7 +249,7 @@ def tally_visitors(hits: Sequence[Hit]) -> dict[CounterId, set[int]]:
     """The distinct visitor ids each counter receives in a batch; empty when none is known."""
     visitors: dict[CounterId, set[int]] = {}
     for hit in hits:
-        if hit.visitor is not None:
+        if hit.visitor is not None and not hit.bot:
             visitors.setdefault(hit.counter, set()).add(hit.visitor)
     return visitors
 

@@ -17,6 +17,7 @@ from visit_tracker.stores.base import (
     number_hits,
     ranked,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
@@ -58,13 +59,19 @@ class MemoryStore:
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         now = now_ms()
         hour, day = hour_of(now), day_of(now)
-        totals = {}
+        totals, bots = {}, tally_bots(hits)
         for counter, count in tally(hits).items():
             record = self._records.get(counter) or CounterRecord(counter, 0, now, now)
-            self._records[counter] = replace(record, value=record.value + count, updated_at=now)
+            self._records[counter] = replace(
+                record,
+                value=record.value + count,
+                bot_hits=record.bot_hits + bots.get(counter, 0),
+                updated_at=now,
+            )
             totals[counter] = record.value + count
-            hours = self._hours.setdefault(counter, {})
-            hours[hour] = hours.get(hour, 0) + count
+            if count:
+                hours = self._hours.setdefault(counter, {})
+                hours[hour] = hours.get(hour, 0) + count
         for (counter, kind, value), count in tally_views(hits).items():
             views = self._views.setdefault(counter, {})
             views[day, kind, value] = views.get((day, kind, value), 0) + count

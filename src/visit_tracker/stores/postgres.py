@@ -76,6 +76,7 @@ from visit_tracker.stores.base import (
     now_ms,
     number_hits,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
@@ -87,7 +88,7 @@ T = TypeVar("T")
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -147,6 +148,7 @@ MIGRATIONS = {
             salt bytea NOT NULL
         );
     """,
+    5: "ALTER TABLE counters ADD COLUMN bot_hits bigint NOT NULL DEFAULT 0",
 }
 
 VERSION_TABLE = """
@@ -162,11 +164,13 @@ ADD_HOURS = """
         SELECT namespace, key, %s::bigint, hits
         FROM unnest(%s::text[], %s::text[], %s::bigint[])
             WITH ORDINALITY AS batch (namespace, key, hits, position)
+        WHERE hits > 0
         ORDER BY position
         ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
     )
 """
-"""Adds a batch's hits to its counters' hourly buckets: the hour, then the counters' arrays."""
+"""Adds a batch's hits to its counters' hourly buckets: the hour, then the counters' arrays
+(a counter only bots hit has none)."""
 
 ADD_ONE_HOUR = """
     hours AS (
@@ -175,7 +179,8 @@ ADD_ONE_HOUR = """
         ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
     )
 """
-"""The same for a batch of one counter: its namespace, key, the hour and its hits."""
+"""The same for a batch of one counter: its namespace, key, the hour and its hits (not
+used when they are all bots')."""
 
 ADD_VIEWS = """
     views AS (
@@ -305,41 +310,44 @@ DELETE = """
 """
 
 UPSERT_HITS = """
-    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at)
-    SELECT namespace, key, hits, clock.now_ms, clock.now_ms
+    INSERT INTO counters AS c (namespace, key, value, bot_hits, created_at, updated_at)
+    SELECT namespace, key, hits, bots, clock.now_ms, clock.now_ms
     FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock,
-        unnest(%s::text[], %s::text[], %s::bigint[])
-            WITH ORDINALITY AS batch (namespace, key, hits, position)
+        unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
+            WITH ORDINALITY AS batch (namespace, key, hits, bots, position)
     ORDER BY position
-    ON CONFLICT (namespace, key)
-    DO UPDATE SET value = c.value + excluded.value, updated_at = excluded.updated_at
+    ON CONFLICT (namespace, key) DO UPDATE SET value = c.value + excluded.value,
+        bot_hits = c.bot_hits + excluded.bot_hits, updated_at = excluded.updated_at
     RETURNING namespace, key, value
 """
 
 UPSERT_ONE_COUNTER = """
-    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at)
-    SELECT %s, %s, %s::bigint, clock.now_ms, clock.now_ms
+    INSERT INTO counters AS c (namespace, key, value, bot_hits, created_at, updated_at)
+    SELECT %s, %s, %s::bigint, %s::bigint, clock.now_ms, clock.now_ms
     FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock
-    ON CONFLICT (namespace, key)
-    DO UPDATE SET value = c.value + excluded.value, updated_at = excluded.updated_at
+    ON CONFLICT (namespace, key) DO UPDATE SET value = c.value + excluded.value,
+        bot_hits = c.bot_hits + excluded.bot_hits, updated_at = excluded.updated_at
     RETURNING namespace, key, value
 """
 """The same for a batch of one counter (the usual case), cheaper to send and to plan."""
 
 RESTORE = """
-    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at, admin_key_hash)
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
-    FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])
-        WITH ORDINALITY
-        AS record (namespace, key, value, created_at, updated_at, admin_key_hash, position)
+    INSERT INTO counters AS c
+        (namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits)
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
+    FROM unnest(
+        %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::bigint[]
+    ) WITH ORDINALITY AS record
+        (namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, position)
     ORDER BY position
     ON CONFLICT (namespace, key) DO UPDATE SET
         value = excluded.value, created_at = excluded.created_at,
-        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash
+        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash,
+        bot_hits = excluded.bot_hits
 """
 
 READ = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
     FROM counters WHERE namespace = %s AND key = %s
 """
 
@@ -348,7 +356,7 @@ CREATE = """
     SELECT %s, %s, %s::bigint, clock.now_ms, clock.now_ms, %s::text
     FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock
     ON CONFLICT (namespace, key) DO NOTHING
-    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash
+    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
 """
 
 UPDATE = """
@@ -356,12 +364,12 @@ UPDATE = """
         admin_key_hash = coalesce(%s::text, c.admin_key_hash),
         updated_at = floor(extract(epoch FROM now()) * 1000)::bigint
     FROM (
-        SELECT namespace, key, value, created_at, updated_at, admin_key_hash FROM counters
-        WHERE namespace = %s AND key = %s FOR UPDATE
+        SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
+        FROM counters WHERE namespace = %s AND key = %s FOR UPDATE
     ) AS old
     WHERE c.namespace = old.namespace AND c.key = old.key
     RETURNING old.namespace, old.key, old.value, old.created_at, old.updated_at,
-        old.admin_key_hash
+        old.admin_key_hash, old.bot_hits
 """
 """Returns the row as it was: the subquery locks it and reads it before the update."""
 
@@ -375,12 +383,12 @@ ADD = """
 """Adds in `numeric`, which cannot overflow, and brings the sum back within range as a bigint."""
 
 LIST = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
     FROM counters WHERE namespace = %s AND key > %s ORDER BY key LIMIT %s
 """
 
 EXPORT = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
     FROM counters ORDER BY namespace, key
 """
 
@@ -460,7 +468,12 @@ class PostgresStore:
         counts = tally(hits)
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
         statement, params = _upsert(
-            counters, counts, tally_views(hits), tally_visitors(hits), now=now_ms()
+            counters,
+            counts,
+            tally_bots(hits),
+            tally_views(hits),
+            tally_visitors(hits),
+            now=now_ms(),
         )
 
         async def write(connection: Connection) -> list[TupleRow]:
@@ -630,6 +643,7 @@ class PostgresStore:
                     [r.created_at for r in ordered],
                     [r.updated_at for r in ordered],
                     [r.admin_key_hash for r in ordered],
+                    [r.bot_hits for r in ordered],
                 ),
             )
 
@@ -747,32 +761,40 @@ class PostgresStore:
 
 
 def _record(row: TupleRow) -> CounterRecord:
-    namespace, key, value, created_at, updated_at, admin_key_hash = row
-    return CounterRecord(CounterId(namespace, key), value, created_at, updated_at, admin_key_hash)
+    namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits = row
+    return CounterRecord(
+        CounterId(namespace, key), value, created_at, updated_at, admin_key_hash, bot_hits
+    )
 
 
 def _upsert(
     counters: Sequence[CounterId],
     counts: Mapping[CounterId, int],
+    bots: Mapping[CounterId, int],
     views: Mapping[ViewBucket, int],
     visitors: Mapping[CounterId, set[int]],
     *,
     now: int,
 ) -> tuple[str, tuple[object, ...]]:
-    """The statement and parameters that add `counts` to `counters` (sorted) and to their
-    history, and `views` and `visitors` to theirs, in one go. The `WITH` clauses' parameters
-    come first, in the order they are written."""
+    """The statement and parameters that add `counts` and `bots` to `counters` (sorted),
+    `counts` to their history, and `views` and `visitors` to theirs, in one go. The `WITH`
+    clauses' parameters come first, in the order they are written."""
+    clauses: list[str] = []
+    params: list[object] = []
     if len(counters) == 1:
         (only,) = counters
-        clauses = [ADD_ONE_HOUR]
-        params: list[object] = [only.namespace, only.key, hour_of(now), counts[only]]
-        statement, upsert = UPSERT_ONE_COUNTER, [only.namespace, only.key, counts[only]]
+        if counts[only]:
+            clauses.append(ADD_ONE_HOUR)
+            params += [only.namespace, only.key, hour_of(now), counts[only]]
+        statement = UPSERT_ONE_COUNTER
+        upsert = [only.namespace, only.key, counts[only], bots.get(only, 0)]
     else:
         namespaces, keys = [c.namespace for c in counters], [c.key for c in counters]
         hits = [counts[c] for c in counters]
-        clauses = [ADD_HOURS]
-        params = [hour_of(now), namespaces, keys, hits]
-        statement, upsert = UPSERT_HITS, [namespaces, keys, hits]
+        clauses.append(ADD_HOURS)
+        params += [hour_of(now), namespaces, keys, hits]
+        statement = UPSERT_HITS
+        upsert = [namespaces, keys, hits, [bots.get(c, 0) for c in counters]]
     if views:
         ordered = sorted(views, key=lambda v: (v[0].namespace, v[0].key, v[1], v[2]))
         clauses.append(ADD_VIEWS)
@@ -788,7 +810,8 @@ def _upsert(
         clauses += [ADD_RANKS, ADD_IDS]
         params += [*_visitor_ranks(visitors, now=now), *_visitor_ids(visitors, now=now)]
         params.append(EXACT_BELOW - 1)
-    return f"WITH {', '.join(clauses)} {statement}", (*params, *upsert)
+    with_clauses = f"WITH {', '.join(clauses)} " if clauses else ""
+    return f"{with_clauses}{statement}", (*params, *upsert)
 
 
 def _visitor_ranks(visitors: Mapping[CounterId, set[int]], *, now: int) -> list[list[Any]]:

@@ -6,8 +6,9 @@ URLs: `redis://[user:password@]host:6379/0` for one server (`rediss://` for TLS)
 `visit-tracker`), so several stores can share one Redis.
 
 Layout: a counter is one hash, `{prefix}:{namespace:key}`, holding `value`, `created_at` and
-`updated_at` (Unix ms); the braces are a hash tag, so on a cluster each counter lives whole on
-one shard and counters spread over all of them. On one server the set `{prefix}:counters` lists
+`updated_at` (Unix ms), `admin_key_hash` once it is owned and `bot_hits` once a bot hit it; the
+braces are a hash tag, so on a cluster each counter lives whole on one shard and counters
+spread over all of them. On one server the set `{prefix}:counters` lists
 every counter so that export needs no key scan; a cluster has no place for such a set, and
 export scans each primary for the prefix instead.
 
@@ -74,6 +75,7 @@ from visit_tracker.stores.base import (
     number_hits,
     ranked,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
@@ -103,8 +105,8 @@ HIT = """
 -- then its visitors' HyperLogLogs and id sets of the hour and of the day; then (one server
 -- only) the index set.
 -- ARGV: the time in Unix ms, the hour's start and the most ids a set keeps, then for each
--- counter its tag, its numbers of hits, pages, referrers and visitors, a (value, hits) pair
--- for each page and referrer, and each visitor id.
+-- counter its tag, its numbers of hits (bots' not included), bot hits, pages, referrers and
+-- visitors, a (value, hits) pair for each page and referrer, and each visitor id.
 local now, hour, exact_below = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local count = math.floor(#KEYS / 8)
 local index = KEYS[8 * count + 1]
@@ -112,16 +114,17 @@ local values = {}
 local at = 4
 for i = 1, count do
     local k = 8 * (i - 1)
-    local counter, tag, hits = KEYS[k + 1], ARGV[at], ARGV[at + 1]
+    local counter, tag, hits, bots = KEYS[k + 1], ARGV[at], ARGV[at + 1], ARGV[at + 2]
     redis.call('HINCRBY', counter, 'value', hits)
     values[i] = redis.call('HGET', counter, 'value')  -- a string, exact past 2^53
     redis.call('HSETNX', counter, 'created_at', now)
     redis.call('HSET', counter, 'updated_at', now)
-    redis.call('HINCRBY', KEYS[k + 2], hour, hits)
+    if bots ~= '0' then redis.call('HINCRBY', counter, 'bot_hits', bots) end
+    if hits ~= '0' then redis.call('HINCRBY', KEYS[k + 2], hour, hits) end
     if index then redis.call('SADD', index, tag) end
-    local pages, referrers = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-    local visitors = tonumber(ARGV[at + 4])
-    at = at + 5
+    local pages, referrers = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    local visitors = tonumber(ARGV[at + 5])
+    at = at + 6
     for _ = 1, pages do
         redis.call('HINCRBY', KEYS[k + 3], ARGV[at], ARGV[at + 1])
         at = at + 2
@@ -154,13 +157,14 @@ return redis.call('GET', KEYS[1])
 
 RESTORE = """
 -- KEYS: the counters' hashes, then (one server only) the index set.
--- ARGV: for each counter its value, created_at, updated_at, tag and admin key hash ('' if none).
-local count = #ARGV / 5
+-- ARGV: for each counter its value, created_at, updated_at, tag, admin key hash ('' if none)
+-- and bot hits.
+local count = #ARGV / 6
 local index = KEYS[count + 1]
 for i = 1, count do
-    local at = 5 * (i - 1)
+    local at = 6 * (i - 1)
     redis.call('HSET', KEYS[i], 'value', ARGV[at + 1],
-        'created_at', ARGV[at + 2], 'updated_at', ARGV[at + 3])
+        'created_at', ARGV[at + 2], 'updated_at', ARGV[at + 3], 'bot_hits', ARGV[at + 6])
     if ARGV[at + 5] == '' then
         redis.call('HDEL', KEYS[i], 'admin_key_hash')
     else
@@ -184,7 +188,8 @@ return 1
 UPDATE = """
 -- KEYS: the counter's hash. ARGV: the time in Unix ms, the new value and the new admin key
 -- hash, each '' to keep it. Replies the fields as they were, or nil if there is no counter.
-local old = redis.call('HMGET', KEYS[1], 'value', 'created_at', 'updated_at', 'admin_key_hash')
+local old = redis.call('HMGET', KEYS[1], 'value', 'created_at', 'updated_at', 'admin_key_hash',
+    'bot_hits')
 if not old[1] then return false end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'value', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'admin_key_hash', ARGV[3]) end
@@ -218,7 +223,7 @@ for i = first, #KEYS do redis.call('DEL', KEYS[i]) end
 return deleted
 """
 
-FIELDS = ("value", "created_at", "updated_at", "admin_key_hash")
+FIELDS = ("value", "created_at", "updated_at", "admin_key_hash", "bot_hits")
 """A counter's hash fields, in the order of `CounterRecord`'s."""
 
 KINDS: tuple[ViewKind, ...] = ("page", "referrer")
@@ -291,11 +296,12 @@ def _counter_of(tag: str) -> CounterId:
 
 def _record(counter: CounterId, fields: Sequence[bytes | None]) -> CounterRecord | None:
     """The record of a counter from its hash's `FIELDS`; None if it has no value (no hash)."""
-    value, created_at, updated_at, admin_key_hash = fields
+    value, created_at, updated_at, admin_key_hash, bot_hits = fields
     if value is None or created_at is None or updated_at is None:
         return None
     owner = admin_key_hash.decode() if admin_key_hash else None
-    return CounterRecord(counter, int(value), int(created_at), int(updated_at), owner)
+    bots = int(bot_hits) if bot_hits else 0  # none before the first bot's hit
+    return CounterRecord(counter, int(value), int(created_at), int(updated_at), owner, bots)
 
 
 def _field_values(reply: Reply) -> Iterable[tuple[bytes, bytes]]:
@@ -309,16 +315,17 @@ def _hit_arguments(
     hits: Sequence[Hit],
 ) -> dict[CounterId, tuple[EncodableT, ...]]:
     """Per counter of a batch, the HIT script's arguments after its tag: the numbers of its
-    hits, pages, referrers and visitors, a (value, hits) pair for each page, then for each
-    referrer, then each visitor id."""
+    hits, bot hits, pages, referrers and visitors, a (value, hits) pair for each page, then for
+    each referrer, then each visitor id."""
     pages: dict[CounterId, list[EncodableT]] = defaultdict(list)
     referrers: dict[CounterId, list[EncodableT]] = defaultdict(list)
     for (counter, kind, value), count in tally_views(hits).items():
         (pages if kind == "page" else referrers)[counter].extend((value, count))
-    visitors = tally_visitors(hits)
+    visitors, bots = tally_visitors(hits), tally_bots(hits)
     return {
         counter: (
             count,
+            bots.get(counter, 0),
             len(pages[counter]) // 2,
             len(referrers[counter]) // 2,
             len(visitors.get(counter, ())),
@@ -604,7 +611,14 @@ class RedisStore:
                 (
                     r.counter,
                     (self._key(r.counter),),
-                    (r.value, r.created_at, r.updated_at, _tag(r.counter), _owner(r)),
+                    (
+                        r.value,
+                        r.created_at,
+                        r.updated_at,
+                        _tag(r.counter),
+                        _owner(r),
+                        r.bot_hits,
+                    ),
                 )
                 for r in records
             ),

@@ -31,6 +31,7 @@ from visit_tracker.stores.base import (
     now_ms,
     number_hits,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
@@ -41,7 +42,7 @@ from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -101,13 +102,14 @@ MIGRATIONS = {
             salt BLOB    NOT NULL
         );
     """,
+    5: "ALTER TABLE counters ADD COLUMN bot_hits INTEGER NOT NULL DEFAULT 0",
 }
 
 UPSERT_HITS = """
-    INSERT INTO counters (namespace, key, value, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (namespace, key)
-    DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at
+    INSERT INTO counters (namespace, key, value, bot_hits, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (namespace, key) DO UPDATE SET value = value + excluded.value,
+        bot_hits = bot_hits + excluded.bot_hits, updated_at = excluded.updated_at
     RETURNING value
 """
 
@@ -178,22 +180,23 @@ TOP = """
 """
 
 RESTORE = """
-    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
-    VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (namespace, key) DO UPDATE SET
         value = excluded.value, created_at = excluded.created_at,
-        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash
+        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash,
+        bot_hits = excluded.bot_hits
 """
 
 CREATE = """
     INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
     VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (namespace, key) DO NOTHING
-    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash
+    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
 """
 
 READ = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
     FROM counters WHERE namespace = ? AND key = ?
 """
 
@@ -208,12 +211,12 @@ VALUE = "SELECT value FROM counters WHERE namespace = ? AND key = ?"
 SET_VALUE = "UPDATE counters SET value = ?, updated_at = ? WHERE namespace = ? AND key = ?"
 
 LIST = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
     FROM counters WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?
 """
 
 EXPORT = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits
     FROM counters ORDER BY namespace, key
 """
 
@@ -251,8 +254,9 @@ class SqliteStore:
         return cls(path, connection, busy_timeout=busy_timeout)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, views, visitors, now = (
+        counts, bots, views, visitors, now = (
             tally(hits),
+            tally_bots(hits),
             tally_views(hits),
             tally_visitors(hits),
             now_ms(),
@@ -263,9 +267,11 @@ class SqliteStore:
             totals = {}
             with _write_transaction(self._db):
                 for counter, count in counts.items():
-                    row = (counter.namespace, counter.key, count, now, now)
+                    row = (counter.namespace, counter.key, count, bots.get(counter, 0), now, now)
                     (totals[counter],) = self._db.execute(UPSERT_HITS, row).fetchone()
-                    self._db.execute(UPSERT_HOUR, (counter.namespace, counter.key, hour, count))
+                    if count:
+                        hour_row = (counter.namespace, counter.key, hour, count)
+                        self._db.execute(UPSERT_HOUR, hour_row)
                 for (counter, kind, value), count in views.items():
                     view = (counter.namespace, counter.key, day, kind, value, count)
                     self._db.execute(UPSERT_VIEW, view)
@@ -435,6 +441,7 @@ class SqliteStore:
                 r.created_at,
                 r.updated_at,
                 r.admin_key_hash,
+                r.bot_hits,
             )
             for r in records
         ]
@@ -486,13 +493,14 @@ class SqliteStore:
 
 
 def _record(row: Sequence[object]) -> CounterRecord:
-    namespace, key, value, created_at, updated_at, admin_key_hash = row
+    namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits = row
     return CounterRecord(
         CounterId(str(namespace), str(key)),
         int(value),  # type: ignore[call-overload]
         int(created_at),  # type: ignore[call-overload]
         int(updated_at),  # type: ignore[call-overload]
         None if admin_key_hash is None else str(admin_key_hash),
+        int(bot_hits),  # type: ignore[call-overload]
     )
 
 
