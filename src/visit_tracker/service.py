@@ -24,7 +24,7 @@ from visit_tracker.errors import (
 from visit_tracker.metrics import Metrics
 from visit_tracker.reads import SharedReads
 from visit_tracker.recorder import Recorder
-from visit_tracker.settings import Settings
+from visit_tracker.settings import BotFilter, Settings
 from visit_tracker.stores import (
     DEFAULT_COUNTER,
     CounterId,
@@ -34,7 +34,7 @@ from visit_tracker.stores import (
     open_store,
 )
 from visit_tracker.stores.base import DAY_MS, now_ms
-from visit_tracker.visitors import Visitor, VisitorIds
+from visit_tracker.visitors import Visitor, VisitorIds, is_bot
 
 T = TypeVar("T")
 
@@ -59,6 +59,7 @@ class Tracker:
         operator_token: str | None = None,
         history_days: int = 400,
         unique_visitors: bool = True,
+        bot_filter: BotFilter = "named",
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -67,6 +68,10 @@ class Tracker:
         self._visitor_ids = (
             VisitorIds(lambda day: self._asked(store.salt(day))) if unique_visitors else None
         )
+        self._filters_named = bot_filter != "off"
+        self._filters_original = bot_filter == "all"
+        if self._filters_named:
+            is_bot("")  # compiles the list's expressions now, not in the first request
         self._recorder = Recorder(store, metrics=metrics)
         self._reads = SharedReads(self._read)
         self._started = time.monotonic()
@@ -83,6 +88,7 @@ class Tracker:
             operator_token=token,
             history_days=settings.history_days,
             unique_visitors=settings.unique_visitors,
+            bot_filter=settings.bot_filter,
         )
         purger = asyncio.create_task(tracker._purge_history_hourly())
         try:
@@ -95,10 +101,18 @@ class Tracker:
             await store.close()
 
     async def visit(
-        self, counter: CounterId = DEFAULT_COUNTER, *, visitor: Visitor | None = None
+        self,
+        counter: CounterId = DEFAULT_COUNTER,
+        *,
+        visitor: Visitor | None = None,
+        original: bool = False,
     ) -> int:
         """Count one visit, of `visitor` when known, and return the counter's value including
-        it."""
+        it. A known bot's visit counts in the counter's bot hits instead, and is answered the
+        value as it stands; `original` marks one of the original `POST /visit`, which counts
+        bots too unless the bot filter is `all`."""
+        if self._is_bot(visitor, original=original):
+            return await self._recorder.hit(Hit(counter, bot=True))
         return await self._recorder.hit(Hit(counter, visitor=await self._id_of(counter, visitor)))
 
     async def view(
@@ -111,9 +125,15 @@ class Tracker:
     ) -> int:
         """Count one visit of a page (a path, no query string) coming from a referrer (an
         origin and path, no query string), each kept in the counter's daily history when
-        given; the counter's value including it."""
+        given; the counter's value including it. A known bot's counts as in `visit`."""
+        if self._is_bot(visitor, original=False):
+            return await self._recorder.hit(Hit(counter, bot=True))
         visitor_id = await self._id_of(counter, visitor)
         return await self._recorder.hit(Hit(counter, page, referrer, visitor_id))
+
+    def _is_bot(self, visitor: Visitor | None, *, original: bool) -> bool:
+        filters = self._filters_original if original else self._filters_named
+        return filters and visitor is not None and is_bot(visitor.user_agent)
 
     async def _id_of(self, counter: CounterId, visitor: Visitor | None) -> int | None:
         if visitor is None or self._visitor_ids is None:

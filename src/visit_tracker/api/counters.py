@@ -114,13 +114,21 @@ class HitDetails(BaseModel):
 class CounterValue(BaseModel):
     namespace: str = Field(examples=["example.com"])
     key: str = Field(examples=["home"])
-    value: int = Field(description="The counter's value, this hit included.", examples=[42])
+    value: int = Field(
+        description="The counter's value, this hit included; a known bot's hit is not counted "
+        "in it (see `bot_hits`).",
+        examples=[42],
+    )
 
 
 class Counter(BaseModel):
     namespace: str = Field(examples=["example.com"])
     key: str = Field(examples=["home"])
     value: int = Field(examples=[42])
+    bot_hits: int = Field(
+        description="Hits of known bots (by their User-Agent), which the value does not count.",
+        examples=[7],
+    )
     created_at: str = Field(
         description="When the counter was created (its first hit): UTC, ISO-8601.",
         examples=["2025-07-22T01:00:00.123Z"],
@@ -139,6 +147,7 @@ class Counter(BaseModel):
             namespace=record.counter.namespace,
             key=record.counter.key,
             value=record.value,
+            bot_hits=record.bot_hits,
             created_at=_timestamp(record.created_at),
             updated_at=_timestamp(record.updated_at),
             owned=record.admin_key_hash is not None,
