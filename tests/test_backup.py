@@ -10,7 +10,7 @@ from visit_tracker.stores import CounterId, CounterRecord
 from visit_tracker.stores.base import LARGEST, LARGEST_SET
 
 HOME = CounterRecord(CounterId("site", "home"), 5, 1_700_000_000_000, 1_700_000_000_123)
-OWNED = CounterRecord(CounterId("site", "about"), 7, 1, 2, "0123456789abcdef" * 4, 3)
+OWNED = CounterRecord(CounterId("site", "about"), 7, 1, 2, "0123456789abcdef" * 4, 3, 30)
 GOOD = {
     "namespace": "a",
     "key": "b",
@@ -19,6 +19,7 @@ GOOD = {
     "updated_at": 2,
     "admin_key_hash": None,
     "bot_hits": 0,
+    "count_once_per": 0,
 }
 REMOVED = object()
 """Given to `line` for a field, leaves that field out."""
@@ -42,8 +43,8 @@ def refusal(lines: list[bytes]) -> MalformedExport:
 
 
 def test_a_record_reads_back_exactly_as_written() -> None:
-    """A counter formatted and parsed again is the same counter: value, times, owner and bot
-    hits."""
+    """A counter formatted and parsed again is the same counter: value, times, owner, bot hits
+    and window."""
     assert parse(export_of(format_record(HOME), format_record(OWNED))) == [HOME, OWNED]
 
 
@@ -52,9 +53,9 @@ def test_the_header_names_the_format_and_its_version() -> None:
     assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 3}
 
 
-def test_each_line_is_one_json_object_with_the_seven_fields() -> None:
-    """A counter's line is one JSON object with exactly its names, value, times, owner and bot
-    hits."""
+def test_each_line_is_one_json_object_with_the_eight_fields() -> None:
+    """A counter's line is one JSON object with exactly its names, value, times, owner, bot hits
+    and window."""
     assert json.loads(format_record(OWNED)) == {
         "namespace": "site",
         "key": "about",
@@ -63,6 +64,7 @@ def test_each_line_is_one_json_object_with_the_seven_fields() -> None:
         "updated_at": 2,
         "admin_key_hash": "0123456789abcdef" * 4,
         "bot_hits": 3,
+        "count_once_per": 30,
     }
 
 
@@ -76,14 +78,15 @@ def test_a_version_1_export_reads_as_unowned_counters() -> None:
 
 
 def test_a_version_2_export_reads_with_no_bot_hits() -> None:
-    """An export written before bots were counted apart imports, owners kept, bot hits 0."""
+    """An export written before bots were counted apart imports, owners kept, bot hits and
+    window 0."""
     owner = "0123456789abcdef" * 4
     lines = [
         b'{"format": "visit-tracker-counters", "version": 2}\n',
         b'{"namespace": "site", "key": "home", "value": 5, "created_at": 1, "updated_at": 2, '
         b'"admin_key_hash": "' + owner.encode() + b'"}\n',
     ]
-    assert parse(lines) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, owner, 0)]
+    assert parse(lines) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, owner, 0, 0)]
 
 
 def test_a_version_2_line_with_bot_hits_is_refused() -> None:
@@ -131,6 +134,8 @@ def test_the_largest_value_and_every_name_character_are_accepted() -> None:
         (line(bot_hits=REMOVED), "missing field 'bot_hits'"),
         (line(bot_hits=-1), "bot_hits must be a whole number from 0 to 9007199254740991"),
         (line(bot_hits=None), "bot_hits must be a whole number"),
+        (line(count_once_per=REMOVED), "missing field 'count_once_per'"),
+        (line(count_once_per=1441), "count_once_per must be a whole number from 0 to 1440"),
         (line(admin_key_hash="ABC"), "admin_key_hash must be null or 64 lowercase hexadecimal"),
         (line(admin_key_hash=1), "admin_key_hash must be null or 64 lowercase hexadecimal"),
         (line(extra=1), "unknown field 'extra'"),

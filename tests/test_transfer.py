@@ -29,13 +29,16 @@ RECORDS = [
             1_700_000_000_000,
             f"{i:064x}" if i % 3 == 0 else None,
             i % 5,
+            i % 4 * 15,
         )
         for i in range(2500)
     ),
-    CounterRecord(CounterId("Az09_.-" + "x" * 57, "k"), LARGEST_SET, 0, LARGEST, None, LARGEST_SET),
+    CounterRecord(
+        CounterId("Az09_.-" + "x" * 57, "k"), LARGEST_SET, 0, LARGEST, None, LARGEST_SET, 1440
+    ),
 ]
 """More counters than one export round trip fetches, owned and unowned, with and without bot
-hits, names from the whole alphabet, extremes."""
+hits and windows, names from the whole alphabet, extremes."""
 
 
 def run(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -65,8 +68,8 @@ async def fill(url: str, records: list[CounterRecord]) -> None:
 def test_counters_survive_a_round_trip_through_every_kind_of_store(
     new_store_url: NewStoreUrl, tmp_path: Path
 ) -> None:
-    """Exported and imported from store to store through files, no counter, value, time, owner
-    or bot hits change: every later export is byte for byte the first."""
+    """Exported and imported from store to store through files, no counter, value, time, owner,
+    bot hits or window change: every later export is byte for byte the first."""
     source = new_store_url(ROUND_TRIP[0])
     asyncio.run(fill(source, RECORDS))
     original = tmp_path / "0.jsonl"
@@ -97,9 +100,9 @@ def test_a_malformed_line_3_is_refused_by_number_and_changes_nothing(
     malformed.write_text(
         f"{format_header()}\n"
         '{"namespace": "site", "key": "home", "value": 999, "created_at": 1, "updated_at": 2,'
-        ' "admin_key_hash": null, "bot_hits": 0}\n'
+        ' "admin_key_hash": null, "bot_hits": 0, "count_once_per": 0}\n'
         '{"namespace": "site", "key": "about", "value": -4, "created_at": 1, "updated_at": 2,'
-        ' "admin_key_hash": null, "bot_hits": 0}\n'
+        ' "admin_key_hash": null, "bot_hits": 0, "count_once_per": 0}\n'
     )
     result = run("import", "--store", target, str(malformed))
     assert result.returncode == 1

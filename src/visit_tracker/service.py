@@ -214,9 +214,12 @@ class Tracker:
             raise _missing(counter)
         return record
 
-    async def create(self, counter: CounterId, *, value: int) -> tuple[CounterRecord, str]:
-        """Create the counter at `value`, owned by a new admin key; the record and that key,
-        which is not kept anywhere. `CounterExists` if the counter exists."""
+    async def create(
+        self, counter: CounterId, *, value: int, count_once_per: int = 0
+    ) -> tuple[CounterRecord, str]:
+        """Create the counter at `value`, counting a visitor once per `count_once_per` minutes
+        (0: every hit), owned by a new admin key; the record and that key, which is not kept
+        anywhere. `CounterExists` if the counter exists."""
         if counter == DEFAULT_COUNTER:  # the site total must not be anyone's to take
             raise Forbidden(
                 "the counter of POST /visit belongs to the operator: it claims it with the "
@@ -224,7 +227,12 @@ class Tracker:
             )
         admin_key = ownership.new_admin_key()
         record = await self._asked(
-            self._store.create(counter, value=value, admin_key_hash=ownership.key_hash(admin_key))
+            self._store.create(
+                counter,
+                value=value,
+                admin_key_hash=ownership.key_hash(admin_key),
+                count_once_per=count_once_per,
+            )
         )
         if record is None:
             raise CounterExists(f"counter {counter.namespace}/{counter.key} exists already")
@@ -232,11 +240,26 @@ class Tracker:
 
     async def set_value(self, counter: CounterId, value: int, *, credential: str | None) -> int:
         """Set the counter's value as its owner or the operator; the value it had before."""
+        old = await self.change(counter, value=value, credential=credential)
+        return old.value
+
+    async def change(
+        self,
+        counter: CounterId,
+        *,
+        value: int | None = None,
+        count_once_per: int | None = None,
+        credential: str | None,
+    ) -> CounterRecord:
+        """Set the counter's value and/or its window in minutes (0: every hit counts), those
+        given, as its owner or the operator; the record as it was before."""
         await self._check_admin(counter, credential)
-        old = await self._asked(self._store.update(counter, value=value))
+        old = await self._asked(
+            self._store.update(counter, value=value, count_once_per=count_once_per)
+        )
         if old is None:  # deleted since the check
             raise _missing(counter)
-        return old.value
+        return old
 
     async def add(self, counter: CounterId, amount: int, *, credential: str | None) -> int:
         """Add `amount` (negative subtracts) to the counter as its owner or the operator, in one
