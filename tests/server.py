@@ -17,6 +17,12 @@ import psutil
 
 START_TIMEOUT = 30.0
 
+AS_BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+}
+"""Headers that make a hit a person's: an HTTP library's own User-Agent is a known bot's, whose
+hits on named counters count apart (see `visitors.is_bot`)."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:

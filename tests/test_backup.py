@@ -10,7 +10,7 @@ from visit_tracker.stores import CounterId, CounterRecord
 from visit_tracker.stores.base import LARGEST, LARGEST_SET
 
 HOME = CounterRecord(CounterId("site", "home"), 5, 1_700_000_000_000, 1_700_000_000_123)
-OWNED = CounterRecord(CounterId("site", "about"), 7, 1, 2, "0123456789abcdef" * 4)
+OWNED = CounterRecord(CounterId("site", "about"), 7, 1, 2, "0123456789abcdef" * 4, 3, 30)
 GOOD = {
     "namespace": "a",
     "key": "b",
@@ -18,6 +18,8 @@ GOOD = {
     "created_at": 1,
     "updated_at": 2,
     "admin_key_hash": None,
+    "bot_hits": 0,
+    "count_once_per": 0,
 }
 REMOVED = object()
 """Given to `line` for a field, leaves that field out."""
@@ -41,17 +43,19 @@ def refusal(lines: list[bytes]) -> MalformedExport:
 
 
 def test_a_record_reads_back_exactly_as_written() -> None:
-    """A counter formatted and parsed again is the same counter: value, times and owner."""
+    """A counter formatted and parsed again is the same counter: value, times, owner, bot hits
+    and window."""
     assert parse(export_of(format_record(HOME), format_record(OWNED))) == [HOME, OWNED]
 
 
 def test_the_header_names_the_format_and_its_version() -> None:
-    """The first line is a JSON object naming the format and version 2."""
-    assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 2}
+    """The first line is a JSON object naming the format and version 3."""
+    assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 3}
 
 
-def test_each_line_is_one_json_object_with_the_six_fields() -> None:
-    """A counter's line is one JSON object with exactly its names, value, times and owner."""
+def test_each_line_is_one_json_object_with_the_eight_fields() -> None:
+    """A counter's line is one JSON object with exactly its names, value, times, owner, bot hits
+    and window."""
     assert json.loads(format_record(OWNED)) == {
         "namespace": "site",
         "key": "about",
@@ -59,6 +63,8 @@ def test_each_line_is_one_json_object_with_the_six_fields() -> None:
         "created_at": 1,
         "updated_at": 2,
         "admin_key_hash": "0123456789abcdef" * 4,
+        "bot_hits": 3,
+        "count_once_per": 30,
     }
 
 
@@ -71,19 +77,50 @@ def test_a_version_1_export_reads_as_unowned_counters() -> None:
     assert parse(lines) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, None)]
 
 
+def test_a_version_2_export_reads_with_no_bot_hits() -> None:
+    """An export written before bots were counted apart imports, owners kept, bot hits and
+    window 0."""
+    owner = "0123456789abcdef" * 4
+    lines = [
+        b'{"format": "visit-tracker-counters", "version": 2}\n',
+        b'{"namespace": "site", "key": "home", "value": 5, "created_at": 1, "updated_at": 2, '
+        b'"admin_key_hash": "' + owner.encode() + b'"}\n',
+    ]
+    assert parse(lines) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, owner, 0, 0)]
+
+
+def test_a_version_2_line_with_bot_hits_is_refused() -> None:
+    """A field its version does not have is unknown, even one a later version has."""
+    lines = [
+        b'{"format": "visit-tracker-counters", "version": 2}\n',
+        json.dumps(GOOD).encode() + b"\n",
+    ]
+    assert str(refusal(lines)) == "line 2: unknown field 'bot_hits'"
+
+
 def test_an_export_of_no_counters_is_just_the_header() -> None:
     """A header alone is a valid export of an empty store."""
     assert parse(export_of()) == []
 
 
 def test_the_largest_value_and_every_name_character_are_accepted() -> None:
-    """Values up to 2**53-1, times up to 2**63-1 and names of 64 characters from the whole
-    alphabet pass."""
+    """Values and bot hits up to 2**53-1, times up to 2**63-1 and names of 64 characters from
+    the whole alphabet pass."""
     name = "Az09_.-" + "x" * 57
     records = parse(
-        export_of(line(namespace=name, key=name, value=LARGEST_SET, updated_at=LARGEST))
+        export_of(
+            line(
+                namespace=name,
+                key=name,
+                value=LARGEST_SET,
+                updated_at=LARGEST,
+                bot_hits=LARGEST_SET,
+            )
+        )
     )
-    assert records == [CounterRecord(CounterId(name, name), LARGEST_SET, 1, LARGEST)]
+    assert records == [
+        CounterRecord(CounterId(name, name), LARGEST_SET, 1, LARGEST, None, LARGEST_SET)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -94,6 +131,11 @@ def test_the_largest_value_and_every_name_character_are_accepted() -> None:
         ("[1, 2]", "expected a JSON object, found list"),
         (line(value=REMOVED), "missing field 'value'"),
         (line(admin_key_hash=REMOVED), "missing field 'admin_key_hash'"),
+        (line(bot_hits=REMOVED), "missing field 'bot_hits'"),
+        (line(bot_hits=-1), "bot_hits must be a whole number from 0 to 9007199254740991"),
+        (line(bot_hits=None), "bot_hits must be a whole number"),
+        (line(count_once_per=REMOVED), "missing field 'count_once_per'"),
+        (line(count_once_per=1441), "count_once_per must be a whole number from 0 to 1440"),
         (line(admin_key_hash="ABC"), "admin_key_hash must be null or 64 lowercase hexadecimal"),
         (line(admin_key_hash=1), "admin_key_hash must be null or 64 lowercase hexadecimal"),
         (line(extra=1), "unknown field 'extra'"),
@@ -137,7 +179,7 @@ def test_the_same_counter_twice_is_refused_naming_both_lines() -> None:
         (b"", "the file is empty"),
         (json.dumps(GOOD).encode(), "not a visit-tracker export: the first line must be"),
         (b'{"format": "other", "version": 1}\n', "not a visit-tracker export"),
-        (b'{"format": "visit-tracker-counters", "version": 3}\n', "version 3 is not supported"),
+        (b'{"format": "visit-tracker-counters", "version": 4}\n', "version 4 is not supported"),
         (b'{"format": "visit-tracker-counters", "version": "2"}\n', "version '2' is not"),
     ],
 )

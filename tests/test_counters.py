@@ -153,7 +153,7 @@ def test_the_operator_token_sets_and_deletes_any_counter(operated: TestClient) -
         ({"value": 2**53}, "value"),
         ({"value": "many"}, "value"),
         ({"value": 1, "extra": True}, "extra"),
-        ({}, "value"),
+        ({}, "body"),
     ],
 )
 def test_a_bad_value_is_a_422_naming_the_field(

@@ -47,14 +47,14 @@ def test_the_home_page_before_any_visit(client: TestClient) -> None:
 
 def test_the_home_page_shows_visits_top_counters_and_top_pages(client: TestClient) -> None:
     """/ shows the visits of POST /visit, uptime, both charts, the counters with the most
-    visits (linked to their pages) and their top pages; unknown unique visitors are a dash."""
+    visits (linked to their pages) and their top pages, and its one unique visitor."""
     for _ in range(1234):
         client.post("/visit")
     for page in ["/a", "/a", "/b"]:
         client.post(HOME_HITS, json={"page": page})
     text = client.get("/").text
     assert figure(text, "Total visits") == "1,234"
-    assert figure(text, "Unique visitors today") == "—"
+    assert figure(text, "Unique visitors today") == "1"
     assert figure(text, "Uptime").endswith(" s")
     assert "Visits per hour, last 48 hours" in text
     assert "Visits per day, last 30 days" in text

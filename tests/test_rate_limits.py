@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 from time_machine import TimeMachineFixture
 
 from tests.redis_servers import fresh_prefix, shared_redis
-from tests.server import free_port, running_server
+from tests.server import AS_BROWSER, free_port, running_server
 from visit_tracker.api import errors
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS, RateLimitFields, route_class
 from visit_tracker.app import create_app
@@ -56,7 +56,7 @@ def test_hits_carry_the_fields_and_the_burst_ends_in_a_json_429(tmp_path: Path) 
     store = f"sqlite:///{tmp_path}/v.db"
     limits = ("--rate-limit-hits", SLOW, "--rate-limit-hits-burst", "3")
     with running_server("--store", store, *limits) as server:
-        answers = [httpx2.post(f"{server.url}{HIT}") for _ in range(4)]
+        answers = [httpx2.post(f"{server.url}{HIT}", headers=AS_BROWSER) for _ in range(4)]
     assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
     assert [fields(answer)["ratelimit-remaining"] for answer in answers] == ["2", "1", "0", "0"]
     assert fields(answers[0]) == {
@@ -134,7 +134,7 @@ def test_an_unreachable_rate_limit_redis_lets_requests_through(tmp_path: Path) -
         tempfile.TemporaryFile() as log,
         running_server("--store", f"sqlite:///{tmp_path}/v.db", *limits, stderr=log) as server,
     ):
-        answers = [httpx2.post(f"{server.url}{HIT}") for _ in range(5)]
+        answers = [httpx2.post(f"{server.url}{HIT}", headers=AS_BROWSER) for _ in range(5)]
         log.seek(0)
         lines = log.read().decode().splitlines()
     assert [answer.json()["value"] for answer in answers] == [1, 2, 3, 4, 5]

@@ -20,7 +20,7 @@ import httpx2
 import pytest
 
 from tests.redis_servers import RedisServer, redis_server
-from tests.server import Server, running_server
+from tests.server import AS_BROWSER, Server, running_server
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId, open_store
 
 CLIENTS = 8
@@ -167,7 +167,9 @@ async def soak(server: Server, redis: RedisServer) -> Soak:
     outcome = Outcome()
     mix = itertools.cycle(MIX)
     limits = httpx2.Limits(max_connections=CLIENTS)
-    async with httpx2.AsyncClient(base_url=server.url, limits=limits, timeout=10) as client:
+    async with httpx2.AsyncClient(
+        base_url=server.url, limits=limits, timeout=10, headers=AS_BROWSER
+    ) as client:
         await send_mix(client, mix, outcome, seconds=WARM_UP_SECONDS)
         rss_before = worker_rss_mib(server)
         load = asyncio.ensure_future(send_mix(client, mix, outcome, seconds=LOAD_SECONDS))

@@ -28,13 +28,17 @@ RECORDS = [
             1_600_000_000_000 + i,
             1_700_000_000_000,
             f"{i:064x}" if i % 3 == 0 else None,
+            i % 5,
+            i % 4 * 15,
         )
         for i in range(2500)
     ),
-    CounterRecord(CounterId("Az09_.-" + "x" * 57, "k"), LARGEST_SET, 0, LARGEST),
+    CounterRecord(
+        CounterId("Az09_.-" + "x" * 57, "k"), LARGEST_SET, 0, LARGEST, None, LARGEST_SET, 1440
+    ),
 ]
-"""More counters than one export round trip fetches, owned and unowned, names from the whole
-alphabet, extremes."""
+"""More counters than one export round trip fetches, owned and unowned, with and without bot
+hits and windows, names from the whole alphabet, extremes."""
 
 
 def run(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -51,11 +55,12 @@ def exported(url: str) -> str:
 
 
 async def fill(url: str, records: list[CounterRecord]) -> None:
-    """Restore `records`, then count a few hits so the store's own clock is in it too."""
+    """Restore `records`, then count a few hits, bots' too, so the store's own clock is in it."""
     store = await open_store(url, wait_limit=10.0)
     try:
         await store.restore(records)
-        await store.apply([Hit(CounterId("site", "home"))] * 3 + [Hit(records[0].counter)])
+        home = CounterId("site", "home")
+        await store.apply([Hit(home)] * 3 + [Hit(records[0].counter), Hit(home, bot=True)])
     finally:
         await store.close()
 
@@ -63,8 +68,8 @@ async def fill(url: str, records: list[CounterRecord]) -> None:
 def test_counters_survive_a_round_trip_through_every_kind_of_store(
     new_store_url: NewStoreUrl, tmp_path: Path
 ) -> None:
-    """Exported and imported from store to store through files, no counter, value or time
-    changes: every later export is byte for byte the first."""
+    """Exported and imported from store to store through files, no counter, value, time, owner,
+    bot hits or window change: every later export is byte for byte the first."""
     source = new_store_url(ROUND_TRIP[0])
     asyncio.run(fill(source, RECORDS))
     original = tmp_path / "0.jsonl"
@@ -95,9 +100,9 @@ def test_a_malformed_line_3_is_refused_by_number_and_changes_nothing(
     malformed.write_text(
         f"{format_header()}\n"
         '{"namespace": "site", "key": "home", "value": 999, "created_at": 1, "updated_at": 2,'
-        ' "admin_key_hash": null}\n'
+        ' "admin_key_hash": null, "bot_hits": 0, "count_once_per": 0}\n'
         '{"namespace": "site", "key": "about", "value": -4, "created_at": 1, "updated_at": 2,'
-        ' "admin_key_hash": null}\n'
+        ' "admin_key_hash": null, "bot_hits": 0, "count_once_per": 0}\n'
     )
     result = run("import", "--store", target, str(malformed))
     assert result.returncode == 1

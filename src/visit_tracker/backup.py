@@ -3,18 +3,23 @@
 JSON Lines, UTF-8. The first line is a header naming the format and its version; each later line
 is one counter, in (namespace, key) order:
 
-    {"format": "visit-tracker-counters", "version": 2}
+    {"format": "visit-tracker-counters", "version": 3}
     {"namespace": "site", "key": "home", "value": 5, "created_at": 1753146000123, "updated_at": ...,
-     "admin_key_hash": null}
+     "admin_key_hash": null, "bot_hits": 0, "count_once_per": 0}
 
 `value` is a whole number from 0 to 2**53 - 1 (see `LARGEST_SET`); `created_at` and
 `updated_at` are Unix times in milliseconds up to 2**63 - 1, `created_at` not after
 `updated_at`; names match `^[A-Za-z0-9_.-]{1,64}$`;
 `admin_key_hash` is the SHA-256 of the counter's admin key in lowercase hexadecimal, or null for
-a counter nobody owns (an export carries no admin key itself, only what checks one). Every field
-is required and no other is allowed, so a typo is caught rather than ignored. Version 1 files,
-written before counters had owners, have no `admin_key_hash` and are read as unowned. A reader
-refuses a version it does not know: a later version may add fields.
+a counter nobody owns (an export carries no admin key itself, only what checks one); `bot_hits`
+is the hits of known bots, which `value` does not count, a whole number in the range of
+`value`; `count_once_per` the minutes within which a visitor counts once, 0 (every hit counts)
+to 1440.
+Every field is required and no other is allowed, so a typo is caught rather than ignored.
+Version 1 files, written before counters had owners, have no `admin_key_hash` and are read as
+unowned; version 1 and 2 files, written before bots were counted apart and visitors once per
+window, have no `bot_hits` and `count_once_per` and are read with 0 for both. A reader refuses
+a version it does not know: a later version may add fields.
 
 `parse` checks a whole file before anything is imported and names the first bad line.
 """
@@ -25,14 +30,25 @@ from collections.abc import Iterable
 from typing import Any
 
 from visit_tracker.errors import MalformedExport
-from visit_tracker.stores.base import LARGEST, LARGEST_SET, NAME_PATTERN, CounterId, CounterRecord
+from visit_tracker.stores.base import (
+    LARGEST,
+    LARGEST_SET,
+    LONGEST_WINDOW,
+    NAME_PATTERN,
+    CounterId,
+    CounterRecord,
+)
 
 FORMAT = "visit-tracker-counters"
-VERSION = 2
+VERSION = 3
 HEADER = {"format": FORMAT, "version": VERSION}
 FIELDS = {
     1: ("namespace", "key", "value", "created_at", "updated_at"),
     2: ("namespace", "key", "value", "created_at", "updated_at", "admin_key_hash"),
+    3: (
+        *("namespace", "key", "value", "created_at", "updated_at", "admin_key_hash"),
+        *("bot_hits", "count_once_per"),
+    ),
 }
 """The fields of a counter's line in each version this release reads."""
 KEY_HASH = re.compile(r"[0-9a-f]{64}")
@@ -53,6 +69,8 @@ def format_record(record: CounterRecord) -> str:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "admin_key_hash": record.admin_key_hash,
+            "bot_hits": record.bot_hits,
+            "count_once_per": record.count_once_per,
         }
     )
 
@@ -118,12 +136,17 @@ def _record(
     if unknown:
         raise MalformedExport(number, f"unknown field {unknown[0]!r}")
     namespace, key = (_name(fields, name, number) for name in ("namespace", "key"))
-    value, created_at, updated_at = (
+    # Neither is in the versions before bots were counted apart and visitors once per window.
+    fields.setdefault("bot_hits", 0)
+    fields.setdefault("count_once_per", 0)
+    value, created_at, updated_at, bot_hits, window = (
         _whole_number(fields, name, number, largest=largest)
         for name, largest in (
             ("value", LARGEST_SET),
             ("created_at", LARGEST),
             ("updated_at", LARGEST),
+            ("bot_hits", LARGEST_SET),
+            ("count_once_per", LONGEST_WINDOW),
         )
     )
     if created_at > updated_at:
@@ -135,7 +158,9 @@ def _record(
         raise MalformedExport(
             number, "admin_key_hash must be null or 64 lowercase hexadecimal digits (SHA-256)"
         )
-    return CounterRecord(CounterId(namespace, key), value, created_at, updated_at, admin_key_hash)
+    return CounterRecord(
+        CounterId(namespace, key), value, created_at, updated_at, admin_key_hash, bot_hits, window
+    )
 
 
 def _name(fields: dict[str, Any], name: str, number: int) -> str:

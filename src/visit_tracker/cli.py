@@ -37,7 +37,7 @@ from visit_tracker.errors import (
     VisitTrackerError,
 )
 from visit_tracker.logs import LogFormat, logging_config
-from visit_tracker.settings import ENV_PREFIX, LogLevel, Settings, load_settings
+from visit_tracker.settings import ENV_PREFIX, BotFilter, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
 
 METRICS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
@@ -137,6 +137,7 @@ def serve(
         bool | None,
         typer.Option("--unique-visitors/--no-unique-visitors", help=describe("unique_visitors")),
     ] = None,
+    bot_filter: Annotated[BotFilter | None, typer.Option(help=describe("bot_filter"))] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -166,6 +167,7 @@ def serve(
         "cors_origins": cors_origins,
         "history_days": history_days,
         "unique_visitors": unique_visitors,
+        "bot_filter": bot_filter,
     }
     try:
         settings = load_settings(

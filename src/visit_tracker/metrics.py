@@ -3,6 +3,7 @@
     visit_tracker_http_requests_total{route,method,status}  counter   requests answered
     visit_tracker_http_request_duration_seconds{route}      histogram time to answer
     visit_tracker_visits_total                              counter   hits the store committed
+    visit_tracker_bot_hits_total                            counter   known bots' hits committed
     visit_tracker_batch_size                                histogram hits per group commit
     visit_tracker_store_apply_seconds                       histogram time of one group commit
     visit_tracker_store_errors_total{kind}                  counter   failed store operations
@@ -72,7 +73,13 @@ class Metrics:
         )
         self.visits = Counter(
             "visit_tracker_visits",
-            "Hits the store committed, on every counter: each is an acknowledged visit.",
+            "Hits the store committed, on every counter: each is an acknowledged visit. Known "
+            "bots' hits are not visits.",
+            registry=self.registry,
+        )
+        self.bot_hits = Counter(
+            "visit_tracker_bot_hits",
+            "Hits of known bots the store committed apart, in their counters' bot hits.",
             registry=self.registry,
         )
         self.batch_size = Histogram(
@@ -126,8 +133,10 @@ class Metrics:
                     bucket.inc(count)
             histogram._sum.inc(tally.total)
 
-    def batch_committed(self, *, size: int, seconds: float) -> None:
-        self.visits.inc(size)
+    def batch_committed(self, *, size: int, bots: int, seconds: float) -> None:
+        self.visits.inc(size - bots)
+        if bots:
+            self.bot_hits.inc(bots)
         self.batch_size.observe(size)
         self.apply_seconds.observe(seconds)
 

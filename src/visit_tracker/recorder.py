@@ -59,7 +59,10 @@ class Recorder:
                 if not future.done():
                     future.set_exception(error)
             return
-        self._metrics.batch_committed(size=len(batch), seconds=time.perf_counter() - started)
+        bots = sum(hit.bot for hit, _ in batch)
+        self._metrics.batch_committed(
+            size=len(batch), bots=bots, seconds=time.perf_counter() - started
+        )
         for (_, future), value in zip(batch, values, strict=True):
             if not future.done():  # a client that went away still got counted
                 future.set_result(value)

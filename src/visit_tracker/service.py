@@ -25,7 +25,7 @@ from visit_tracker.errors import (
 from visit_tracker.metrics import Metrics
 from visit_tracker.reads import SharedReads
 from visit_tracker.recorder import Recorder
-from visit_tracker.settings import Settings
+from visit_tracker.settings import BotFilter, Settings
 from visit_tracker.stores import (
     DEFAULT_COUNTER,
     CounterId,
@@ -35,7 +35,7 @@ from visit_tracker.stores import (
     open_store,
 )
 from visit_tracker.stores.base import DAY_MS, hour_of, now_ms
-from visit_tracker.visitors import RecentVisitors, Visitor, VisitorIds
+from visit_tracker.visitors import RecentVisitors, Visitor, VisitorIds, is_bot
 
 T = TypeVar("T")
 
@@ -73,6 +73,7 @@ class Tracker:
         operator_token: str | None = None,
         history_days: int = 400,
         unique_visitors: bool = True,
+        bot_filter: BotFilter = "named",
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -82,6 +83,10 @@ class Tracker:
             VisitorIds(lambda day: self._asked(store.salt(day))) if unique_visitors else None
         )
         self._recent = RecentVisitors()
+        self._filters_named = bot_filter != "off"
+        self._filters_original = bot_filter == "all"
+        if self._filters_named:
+            is_bot("")  # compiles the list's expressions now, not in the first request
         self._recorder = Recorder(store, metrics=metrics)
         self._reads = SharedReads(self._read)
         self._started = time.monotonic()
@@ -99,6 +104,7 @@ class Tracker:
             operator_token=token,
             history_days=settings.history_days,
             unique_visitors=settings.unique_visitors,
+            bot_filter=settings.bot_filter,
         )
         purger = asyncio.create_task(tracker._purge_history_hourly())
         try:
@@ -111,11 +117,17 @@ class Tracker:
             await store.close()
 
     async def visit(
-        self, counter: CounterId = DEFAULT_COUNTER, *, visitor: Visitor | None = None
+        self,
+        counter: CounterId = DEFAULT_COUNTER,
+        *,
+        visitor: Visitor | None = None,
+        original: bool = False,
     ) -> int:
         """Count one visit, of `visitor` when known, and return the counter's value including
-        it."""
-        return await self.view(counter, page=None, referrer=None, visitor=visitor)
+        it. A known bot's visit counts in the counter's bot hits instead, and is answered the
+        value as it stands; `original` marks one of the original `POST /visit`, which counts
+        bots too unless the bot filter is `all`."""
+        return await self._count(counter, None, None, visitor, original=original)
 
     async def view(
         self,
@@ -127,16 +139,34 @@ class Tracker:
     ) -> int:
         """Count one visit of a page (a path, no query string) coming from a referrer (an
         origin and path, no query string), each kept in the counter's daily history when
-        given, and of `visitor` when known; the counter's value including it."""
+        given; the counter's value including it. A known bot's counts as in `visit`."""
+        return await self._count(counter, page, referrer, visitor, original=False)
+
+    async def _count(
+        self,
+        counter: CounterId,
+        page: str | None,
+        referrer: str | None,
+        visitor: Visitor | None,
+        *,
+        original: bool,
+    ) -> int:
+        if self._is_bot(visitor, original=original):
+            return await self._recorder.hit(Hit(counter, bot=True))
         if visitor is None or self._visitor_ids is None:
             return await self._recorder.hit(Hit(counter, page, referrer))
         visitor_id = await self._visitor_ids.id_of(visitor, namespace=counter.namespace)
         hour = hour_of(now_ms())
-        if self._recent.recorded(counter, hour, visitor_id):  # its hour and day hold it
-            return await self._recorder.hit(Hit(counter, page, referrer))
-        value = await self._recorder.hit(Hit(counter, page, referrer, visitor_id))
-        self._recent.note(counter, hour, visitor_id)
+        recorded = self._recent.recorded(counter, hour, visitor_id)  # its hour and day hold it
+        hit = Hit(counter, page, referrer, visitor_id, recorded=recorded)
+        value = await self._recorder.hit(hit)
+        if not recorded:
+            self._recent.note(counter, hour, visitor_id)
         return value
+
+    def _is_bot(self, visitor: Visitor | None, *, original: bool) -> bool:
+        filters = self._filters_original if original else self._filters_named
+        return filters and visitor is not None and is_bot(visitor.user_agent)
 
     async def series(
         self, counter: CounterId, *, interval: history.Interval, start_ms: int, end_ms: int
@@ -212,9 +242,12 @@ class Tracker:
             raise _missing(counter)
         return record
 
-    async def create(self, counter: CounterId, *, value: int) -> tuple[CounterRecord, str]:
-        """Create the counter at `value`, owned by a new admin key; the record and that key,
-        which is not kept anywhere. `CounterExists` if the counter exists."""
+    async def create(
+        self, counter: CounterId, *, value: int, count_once_per: int = 0
+    ) -> tuple[CounterRecord, str]:
+        """Create the counter at `value`, counting a visitor once per `count_once_per` minutes
+        (0: every hit), owned by a new admin key; the record and that key, which is not kept
+        anywhere. `CounterExists` if the counter exists."""
         if counter == DEFAULT_COUNTER:  # the site total must not be anyone's to take
             raise Forbidden(
                 "the counter of POST /visit belongs to the operator: it claims it with the "
@@ -222,7 +255,12 @@ class Tracker:
             )
         admin_key = ownership.new_admin_key()
         record = await self._asked(
-            self._store.create(counter, value=value, admin_key_hash=ownership.key_hash(admin_key))
+            self._store.create(
+                counter,
+                value=value,
+                admin_key_hash=ownership.key_hash(admin_key),
+                count_once_per=count_once_per,
+            )
         )
         if record is None:
             raise CounterExists(f"counter {counter.namespace}/{counter.key} exists already")
@@ -230,11 +268,26 @@ class Tracker:
 
     async def set_value(self, counter: CounterId, value: int, *, credential: str | None) -> int:
         """Set the counter's value as its owner or the operator; the value it had before."""
+        old = await self.change(counter, value=value, credential=credential)
+        return old.value
+
+    async def change(
+        self,
+        counter: CounterId,
+        *,
+        value: int | None = None,
+        count_once_per: int | None = None,
+        credential: str | None,
+    ) -> CounterRecord:
+        """Set the counter's value and/or its window in minutes (0: every hit counts), those
+        given, as its owner or the operator; the record as it was before."""
         await self._check_admin(counter, credential)
-        old = await self._asked(self._store.update(counter, value=value))
+        old = await self._asked(
+            self._store.update(counter, value=value, count_once_per=count_once_per)
+        )
         if old is None:  # deleted since the check
             raise _missing(counter)
-        return old.value
+        return old
 
     async def add(self, counter: CounterId, amount: int, *, credential: str | None) -> int:
         """Add `amount` (negative subtracts) to the counter as its owner or the operator, in one

@@ -21,6 +21,10 @@ ENV_PREFIX = "VISIT_TRACKER_"
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
+BotFilter = Literal["named", "all", "off"]
+"""Which routes count known bots' hits apart: those of named counters, those and POST /visit,
+or none."""
+
 TOKEN_LENGTH = 32
 TOKEN_VARIETY = 12
 """A token this long with this many different characters cannot be a word or a pattern."""
@@ -154,6 +158,12 @@ class Settings(BaseSettings):
         description="Count each counter's unique visitors, per hour and per UTC day, by a hash "
         "of the client's address and User-Agent keyed with a salt that changes daily; neither "
         "is ever stored.",
+    )
+    bot_filter: BotFilter = Field(
+        "named",
+        description="Which routes count the hits of known bots (by User-Agent) apart, in a "
+        "counter's bot_hits instead of its value: named (the routes that count a hit on a named "
+        "counter), all (POST /visit too), or off (every hit counts).",
     )
     cors_origins: str = Field(
         "*",

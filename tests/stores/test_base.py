@@ -22,6 +22,15 @@ def test_interleaved_counters_are_numbered_independently() -> None:
     ]
 
 
+def test_a_bots_hit_gets_the_value_of_the_hit_before_it() -> None:
+    """A bot's hit adds nothing: it is told the value its counter had after the hits before it
+    in the batch, the total before the batch if none."""
+    bot_a, bot_b = Hit(A, bot=True), Hit(B, bot=True)
+    batch = [bot_a, Hit(A), bot_b, bot_a, Hit(A), Hit(B), bot_b]
+    assert number_hits(batch, {A: 7, B: 3}) == [5, 6, 2, 6, 7, 3, 3]
+    assert number_hits([bot_a, bot_a], {A: 0}) == [0, 0]
+
+
 def test_an_empty_batch_numbers_nothing() -> None:
     """An empty batch yields no values."""
     assert number_hits([], {}) == []

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.datastructures import Headers
 
 from visit_tracker.api.deps import TrackerDep, VisitorDep
@@ -37,7 +37,7 @@ from visit_tracker.history import (
     clean_referrer,
 )
 from visit_tracker.stores import CounterId, CounterRecord
-from visit_tracker.stores.base import LARGEST_SET, NAME_PATTERN
+from visit_tracker.stores.base import LARGEST_SET, LONGEST_WINDOW, NAME_PATTERN
 
 router = APIRouter(prefix="/v1/counters", tags=["counters"], responses=BODY_TOO_LARGE)
 
@@ -80,6 +80,17 @@ Value = Annotated[
     int, Field(ge=0, le=LARGEST_SET, description="A count: 0 to 2**53 - 1 (9007199254740991).")
 ]
 
+Window = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=LONGEST_WINDOW,
+        description="Count a visitor once per this many minutes, 0 to 1440: its other hits "
+        "within them add nothing (a refresh, a reload). 0 counts every hit.",
+        examples=[30],
+    ),
+]
+
 
 Page = Annotated[
     str,
@@ -117,13 +128,25 @@ class HitDetails(BaseModel):
 class CounterValue(BaseModel):
     namespace: str = Field(examples=["example.com"])
     key: str = Field(examples=["home"])
-    value: int = Field(description="The counter's value, this hit included.", examples=[42])
+    value: int = Field(
+        description="The counter's value, this hit included; a known bot's hit is not counted "
+        "in it (see `bot_hits`).",
+        examples=[42],
+    )
 
 
 class Counter(BaseModel):
     namespace: str = Field(examples=["example.com"])
     key: str = Field(examples=["home"])
     value: int = Field(examples=[42])
+    bot_hits: int = Field(
+        description="Hits of known bots (by their User-Agent), which the value does not count.",
+        examples=[7],
+    )
+    count_once_per: int = Field(
+        description="Minutes within which a visitor's hits count once; 0 counts every hit.",
+        examples=[30],
+    )
     created_at: str = Field(
         description="When the counter was created (its first hit): UTC, ISO-8601.",
         examples=["2025-07-22T01:00:00.123Z"],
@@ -142,6 +165,8 @@ class Counter(BaseModel):
             namespace=record.counter.namespace,
             key=record.counter.key,
             value=record.value,
+            bot_hits=record.bot_hits,
+            count_once_per=record.count_once_per,
             created_at=_timestamp(record.created_at),
             updated_at=_timestamp(record.updated_at),
             owned=record.admin_key_hash is not None,
@@ -170,6 +195,7 @@ class NewCounter(BaseModel):
     value: Value = Field(
         0, description="Where the count starts: the count of a counter you move here."
     )
+    count_once_per: Window = 0
 
 
 class CreatedCounter(Counter):
@@ -180,10 +206,29 @@ class CreatedCounter(Counter):
     )
 
 
-class NewValue(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _one_or_both(schema: dict[str, Any]) -> None:
+    """Make CounterChange's schema say what its validator checks: each field a number, never
+    null, and at least one of them."""
+    for field in schema["properties"].values():
+        (number,) = [option for option in field.pop("anyOf") if option.get("type") != "null"]
+        field.update(number)
+        field.pop("default")
+    schema["anyOf"] = [{"required": [name]} for name in schema["properties"]]
 
-    value: Value
+
+class CounterChange(BaseModel):
+    """What to change of a counter: its value, its window, or both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_or_both)
+
+    value: Value | None = None
+    count_once_per: Window | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> "CounterChange":
+        if self.value is None and self.count_once_per is None:
+            raise ValueError("give the value or count_once_per to set")
+        return self
 
 
 class ValueChange(BaseModel):
@@ -312,8 +357,9 @@ async def create(
 ) -> CreatedCounter:
     """Create a counter, starting at `value` (0 by default). The answer holds its admin key,
     shown this once."""
+    body = body or NewCounter()
     record, admin_key = await tracker.create(
-        CounterId(namespace, key), value=(body or NewCounter()).value
+        CounterId(namespace, key), value=body.value, count_once_per=body.count_once_per
     )
     return CreatedCounter(**Counter.of(record).model_dump(), admin_key=admin_key)
 
@@ -331,11 +377,17 @@ async def create(
     },
 )
 async def set_value(
-    namespace: Namespace, key: Key, body: NewValue, tracker: TrackerDep, token: Credential
+    namespace: Namespace, key: Key, body: CounterChange, tracker: TrackerDep, token: Credential
 ) -> ValueChange:
-    """Set a counter's value (its admin key or the operator token)."""
-    old = await tracker.set_value(CounterId(namespace, key), body.value, credential=token)
-    return ValueChange(old_value=old, value=body.value)
+    """Set a counter's value and/or its window, `count_once_per` (its admin key or the
+    operator token)."""
+    old = await tracker.change(
+        CounterId(namespace, key),
+        value=body.value,
+        count_once_per=body.count_once_per,
+        credential=token,
+    )
+    return ValueChange(old_value=old.value, value=old.value if body.value is None else body.value)
 
 
 @router.delete(

@@ -42,7 +42,7 @@ async def visit(tracker: TrackerDep, visitor: VisitorDep) -> VisitCount:
     The answer comes only after the visit is stored: a 200 means it is counted and survives a
     restart. Concurrent visits each get their own number.
     """
-    return VisitCount(visits=await tracker.visit(visitor=visitor))
+    return VisitCount(visits=await tracker.visit(visitor=visitor, original=True))
 
 
 @router.get("/stats", responses={**STORE_UNAVAILABLE, **RATE_LIMITED})

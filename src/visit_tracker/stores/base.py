@@ -1,8 +1,11 @@
 """The `Store` protocol every backend implements, and the arithmetic they share.
 
 A store applies a batch of hits atomically and tells each hit the counter value it produced,
-so that concurrent visits get distinct, gap-free numbers however they are batched. In the same
-atomic step it adds the hits to the counter's history: hourly buckets `(counter, hour) -> hits`
+so that concurrent visits get distinct, gap-free numbers however they are batched. A hit of a
+known bot adds nothing to the value: it counts in the counter's bot hits, in the same step, and
+is told the value as it stands; so is a repeated hit of a visitor on a counter that counts
+each visitor once per so many minutes (`count_once_per`). In the same atomic step the counted
+hits are added to the counter's history: hourly buckets `(counter, hour) -> hits`
 and daily page and referrer buckets `(counter, day, kind, value) -> hits`. A bucket is named by
 its start in Unix milliseconds (UTC), taken from the store's clock when the batch is applied.
 """
@@ -12,7 +15,7 @@ import re
 import secrets
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -51,10 +54,20 @@ class Hit:
     """The referring page's origin and path, already cleaned of its query string."""
     visitor: int | None = None
     """The visitor's id of the day (see `visitors.py`): no address, no User-Agent."""
+    recorded: bool = False
+    """Whether this process already recorded the visitor in the counter's hour: its hour's
+    and day's visitors hold it, so they need not see it again (a window still does)."""
+    bot: bool = False
+    """A known bot's hit: counted apart, in the counter's bot hits only, never in its value,
+    history or visitors."""
 
 
-HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+
+LONGEST_WINDOW = 1440
+"""The most minutes `count_once_per` may be: a day, after which a visitor's id changes."""
 
 ViewKind = Literal["page", "referrer"]
 """What a daily breakdown bucket counts: the pages viewed, or the referrers they came from."""
@@ -75,6 +88,11 @@ class CounterRecord:
     """Unix time in milliseconds of its latest change."""
     admin_key_hash: str | None = None
     """SHA-256 (hexadecimal) of the counter's admin key; None while nobody owns the counter."""
+    bot_hits: int = 0
+    """Hits of known bots, which the value does not count."""
+    count_once_per: int = 0
+    """Minutes within which the value counts one hit per visitor (by visitor id); 0 counts
+    every hit."""
 
 
 class Store(Protocol):
@@ -97,17 +115,28 @@ class Store(Protocol):
         ...
 
     async def create(
-        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+        self,
+        counter: CounterId,
+        *,
+        value: int,
+        admin_key_hash: str | None,
+        count_once_per: int = 0,
     ) -> CounterRecord | None:
-        """Add the counter with this value and owner and return it; None, changing nothing, if
-        it exists."""
+        """Add the counter with this value, owner and window and return it; None, changing
+        nothing, if it exists."""
         ...
 
     async def update(
-        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+        self,
+        counter: CounterId,
+        *,
+        value: int | None = None,
+        admin_key_hash: str | None = None,
+        count_once_per: int | None = None,
     ) -> CounterRecord | None:
-        """Set the value and/or the admin key that are given, in one atomic step; return the
-        record as it was before, or None, changing nothing, if the counter does not exist."""
+        """Set the value, the admin key and/or the window that are given, in one atomic step;
+        return the record as it was before, or None, changing nothing, if the counter does not
+        exist. A new window applies to the visitors counted after it."""
         ...
 
     async def add(self, counter: CounterId, *, amount: int) -> int | None:
@@ -168,7 +197,8 @@ class Store(Protocol):
         ...
 
     async def purge(self, before_ms: int) -> None:
-        """Drop every history bucket, of every counter, that starts before `before_ms`."""
+        """Drop every history bucket, of every counter, that starts before `before_ms`, and
+        every mark of a visitor counted whose window has ended."""
         ...
 
     async def ping(self) -> None:
@@ -190,21 +220,76 @@ def within_range(value: int) -> int:
     return min(max(value, 0), LARGEST_SET)
 
 
-def tally(hits: Sequence[Hit]) -> Mapping[CounterId, int]:
-    """How many hits each counter receives in a batch, in order of first appearance."""
-    return Tally(hit.counter for hit in hits)
+def tally(hits: Sequence[Hit], counted: Sequence[bool] | None = None) -> Mapping[CounterId, int]:
+    """How many hits each counter of a batch counts in its value: every counter the batch
+    touches, 0 for one none of whose hits counts. The hits that count are those `counted`
+    says, by default every one but bots'."""
+    if counted is None:
+        counts = Tally(hit.counter for hit in hits if not hit.bot)
+    else:
+        counts = Tally(hit.counter for hit, counts_ in zip(hits, counted, strict=True) if counts_)
+    if counts.total() < len(hits):  # some counter may have counted none
+        for hit in hits:
+            counts.setdefault(hit.counter, 0)
+    return counts
 
 
-def number_hits(hits: Sequence[Hit], totals: Mapping[CounterId, int]) -> list[int]:
+def once_per_window(
+    hits: Sequence[Hit],
+    *,
+    windowed: Collection[CounterId],
+    marked: Collection[tuple[CounterId, int]],
+) -> list[bool]:
+    """Whether each hit of a batch counts: none of a bot's, every one on a counter without a
+    window or without a visitor id, and on a windowed counter only the first hit of each
+    visitor the store `marked` as counted by this batch (its window had not begun or had ended).
+    """
+    first: set[tuple[CounterId, int]] = set()
+    counted = []
+    for hit in hits:
+        if hit.bot:
+            counted.append(False)
+        elif hit.visitor is None or hit.counter not in windowed:
+            counted.append(True)
+        else:
+            pair = (hit.counter, hit.visitor)
+            counted.append(pair in marked and pair not in first)
+            first.add(pair)
+    return counted
+
+
+def window_pairs(hits: Sequence[Hit]) -> list[tuple[CounterId, int]]:
+    """The distinct (counter, visitor id) of a batch's hits that a window may hold back, in
+    order of first appearance."""
+    return list(
+        dict.fromkeys(
+            (hit.counter, hit.visitor) for hit in hits if hit.visitor is not None and not hit.bot
+        )
+    )
+
+
+def tally_bots(hits: Sequence[Hit]) -> Mapping[CounterId, int]:
+    """How many bot hits each counter receives in a batch; only counters that receive some."""
+    return Tally(hit.counter for hit in hits if hit.bot)
+
+
+def number_hits(
+    hits: Sequence[Hit], totals: Mapping[CounterId, int], counted: Sequence[bool] | None = None
+) -> list[int]:
     """Give each hit its own value, given each counter's total after the whole batch.
 
-    A counter that received k hits and now stands at n hands them n-k+1 ... n in batch order.
+    A counter that counted k hits and now stands at n hands them n-k+1 ... n in batch order;
+    a hit that adds nothing (a bot's, or one `counted` says does not count) gets the value of
+    the hit before it (n-k if none).
     """
-    counts = tally(hits)
+    if counted is None:
+        counted = [not hit.bot for hit in hits]
+    counts = tally(hits, counted)
     last = {counter: totals[counter] - count for counter, count in counts.items()}
     values = []
-    for hit in hits:
-        last[hit.counter] += 1
+    for hit, counts_ in zip(hits, counted, strict=True):
+        if counts_:
+            last[hit.counter] += 1
         values.append(last[hit.counter])
     return values
 
@@ -224,6 +309,8 @@ def tally_views(hits: Sequence[Hit]) -> dict[ViewBucket, int]:
     and cheap, for a batch of plain hits."""
     views: dict[ViewBucket, int] = {}
     for hit in hits:
+        if hit.bot:
+            continue
         if hit.page is not None:
             bucket: ViewBucket = (hit.counter, "page", hit.page)
             views[bucket] = views.get(bucket, 0) + 1
@@ -237,7 +324,7 @@ def tally_visitors(hits: Sequence[Hit]) -> dict[CounterId, set[int]]:
     """The distinct visitor ids each counter receives in a batch; empty when none is known."""
     visitors: dict[CounterId, set[int]] = {}
     for hit in hits:
-        if hit.visitor is not None:
+        if hit.visitor is not None and not hit.bot and not hit.recorded:
             visitors.setdefault(hit.counter, set()).add(hit.visitor)
     return visitors
 

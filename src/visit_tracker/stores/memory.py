@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from visit_tracker.stores.base import (
     DAY_MS,
+    MINUTE_MS,
     CounterId,
     CounterRecord,
     Hit,
@@ -16,12 +17,15 @@ from visit_tracker.stores.base import (
     new_salt,
     now_ms,
     number_hits,
+    once_per_window,
     ranked,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
     visitor_span,
+    window_pairs,
     within_range,
 )
 from visit_tracker.stores.sketch import EXACT_BELOW, distinct, highest_ranks
@@ -55,17 +59,35 @@ class MemoryStore:
         self._visitors: dict[CounterId, dict[tuple[int, int], BucketVisitors]] = {}
         """Per counter, visitors per (span, start) of each hour and day."""
         self._salts: dict[int, bytes] = {}
+        self._counted: dict[tuple[CounterId, int], int] = {}
+        """Per counter and visitor id counted on it within its window, when that window ends."""
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         now = now_ms()
         hour, day = hour_of(now), day_of(now)
-        totals = {}
-        for counter, count in tally(hits).items():
+        windowed, marked = set(), set()
+        for counter, visitor in window_pairs(hits):
+            record = self._records.get(counter)
+            if record is None or not record.count_once_per:
+                continue
+            windowed.add(counter)
+            if self._counted.get((counter, visitor), 0) <= now:
+                self._counted[counter, visitor] = now + record.count_once_per * MINUTE_MS
+                marked.add((counter, visitor))
+        counted = once_per_window(hits, windowed=windowed, marked=marked)
+        totals, bots = {}, tally_bots(hits)
+        for counter, count in tally(hits, counted).items():
             record = self._records.get(counter) or CounterRecord(counter, 0, now, now)
-            self._records[counter] = replace(record, value=record.value + count, updated_at=now)
+            self._records[counter] = replace(
+                record,
+                value=record.value + count,
+                bot_hits=record.bot_hits + bots.get(counter, 0),
+                updated_at=now,
+            )
             totals[counter] = record.value + count
-            hours = self._hours.setdefault(counter, {})
-            hours[hour] = hours.get(hour, 0) + count
+            if count:
+                hours = self._hours.setdefault(counter, {})
+                hours[hour] = hours.get(hour, 0) + count
         for (counter, kind, value), count in tally_views(hits).items():
             views = self._views.setdefault(counter, {})
             views[day, kind, value] = views.get((day, kind, value), 0) + count
@@ -73,7 +95,7 @@ class MemoryStore:
             buckets = self._visitors.setdefault(counter, {})
             for bucket in visitor_buckets(now):
                 buckets.setdefault(bucket, BucketVisitors()).add(visitors)
-        return number_hits(hits, totals)
+        return number_hits(hits, totals, counted)
 
     async def visitors(self, counter: CounterId, *, ranges: Sequence[tuple[int, int]]) -> list[int]:
         buckets, span = self._visitors.get(counter, {}), visitor_span(ranges)
@@ -123,6 +145,8 @@ class MemoryStore:
         for seen in self._visitors.values():
             for span_start in [span_start for span_start in seen if span_start[1] < before_ms]:
                 del seen[span_start]
+        now = now_ms()
+        self._counted = {pair: end for pair, end in self._counted.items() if end > now}
 
     async def value(self, counter: CounterId) -> int:
         record = self._records.get(counter)
@@ -132,16 +156,29 @@ class MemoryStore:
         return self._records.get(counter)
 
     async def create(
-        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+        self,
+        counter: CounterId,
+        *,
+        value: int,
+        admin_key_hash: str | None,
+        count_once_per: int = 0,
     ) -> CounterRecord | None:
         if counter in self._records:
             return None
         now = now_ms()
-        record = self._records[counter] = CounterRecord(counter, value, now, now, admin_key_hash)
+        record = CounterRecord(
+            counter, value, now, now, admin_key_hash, count_once_per=count_once_per
+        )
+        self._records[counter] = record
         return record
 
     async def update(
-        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+        self,
+        counter: CounterId,
+        *,
+        value: int | None = None,
+        admin_key_hash: str | None = None,
+        count_once_per: int | None = None,
     ) -> CounterRecord | None:
         old = self._records.get(counter)
         if old is None:
@@ -150,6 +187,7 @@ class MemoryStore:
             old,
             value=old.value if value is None else value,
             admin_key_hash=admin_key_hash or old.admin_key_hash,
+            count_once_per=old.count_once_per if count_once_per is None else count_once_per,
             updated_at=now_ms(),
         )
         return old
@@ -166,6 +204,7 @@ class MemoryStore:
         self._hours.pop(counter, None)
         self._views.pop(counter, None)
         self._visitors.pop(counter, None)
+        self._counted = {pair: end for pair, end in self._counted.items() if pair[0] != counter}
         return self._records.pop(counter, None) is not None
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:

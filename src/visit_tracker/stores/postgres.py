@@ -45,6 +45,7 @@ import asyncio
 import math
 import select
 import time
+from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,11 +76,14 @@ from visit_tracker.stores.base import (
     new_salt,
     now_ms,
     number_hits,
+    once_per_window,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
     visitor_span,
+    window_pairs,
 )
 from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
 
@@ -87,7 +91,7 @@ T = TypeVar("T")
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -147,6 +151,20 @@ MIGRATIONS = {
             salt bytea NOT NULL
         );
     """,
+    5: "ALTER TABLE counters ADD COLUMN bot_hits bigint NOT NULL DEFAULT 0",
+    # Counting a visitor once per window: minutes (0: every hit counts), and per counter the
+    # visitors counted whose window has not ended, until when (unix time, milliseconds).
+    6: """
+        ALTER TABLE counters ADD COLUMN count_once_per integer NOT NULL DEFAULT 0;
+        CREATE TABLE counted_visitors (
+            namespace text COLLATE "C" NOT NULL,
+            key       text COLLATE "C" NOT NULL,
+            visitor   bigint NOT NULL,
+            until     bigint NOT NULL,
+            PRIMARY KEY (namespace, key, visitor)
+        );
+        CREATE INDEX counted_visitors_by_end ON counted_visitors (until);
+    """,
 }
 
 VERSION_TABLE = """
@@ -162,11 +180,13 @@ ADD_HOURS = """
         SELECT namespace, key, %s::bigint, hits
         FROM unnest(%s::text[], %s::text[], %s::bigint[])
             WITH ORDINALITY AS batch (namespace, key, hits, position)
+        WHERE hits > 0
         ORDER BY position
         ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
     )
 """
-"""Adds a batch's hits to its counters' hourly buckets: the hour, then the counters' arrays."""
+"""Adds a batch's hits to its counters' hourly buckets: the hour, then the counters' arrays
+(a counter only bots hit has none)."""
 
 ADD_ONE_HOUR = """
     hours AS (
@@ -175,7 +195,72 @@ ADD_ONE_HOUR = """
         ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
     )
 """
-"""The same for a batch of one counter: its namespace, key, the hour and its hits."""
+"""The same for a batch of one counter: its namespace, key, the hour and its hits (not
+used when they are all bots')."""
+
+COUNT_ONCE = """
+    windows AS (
+        SELECT namespace, key, count_once_per FROM counters
+        WHERE count_once_per > 0
+            AND (namespace, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+    ),
+    marks AS (
+        INSERT INTO counted_visitors AS m (namespace, key, visitor, until)
+        SELECT namespace, key, visitor, %s::bigint + count_once_per * 60000::bigint
+        FROM unnest(%s::text[], %s::text[], %s::bigint[])
+            WITH ORDINALITY AS seen (namespace, key, visitor, position)
+        JOIN windows USING (namespace, key)
+        ORDER BY position
+        ON CONFLICT (namespace, key, visitor) DO UPDATE SET until = excluded.until
+        WHERE m.until <= %s::bigint
+        RETURNING namespace, key, visitor
+    ),
+    counts AS (
+        SELECT batch.namespace, batch.key, batch.position, batch.bots,
+            CASE WHEN windows.key IS NULL THEN batch.hits
+                ELSE batch.anonymous + (
+                    SELECT count(*) FROM marks
+                    WHERE (marks.namespace, marks.key) = (batch.namespace, batch.key)
+                )
+            END AS hits
+        FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
+            WITH ORDINALITY AS batch (namespace, key, hits, anonymous, bots, position)
+        LEFT JOIN windows
+            ON (windows.namespace, windows.key) = (batch.namespace, batch.key)
+    ),
+    hours AS (
+        INSERT INTO hourly_hits AS h (namespace, key, hour, hits)
+        SELECT namespace, key, %s::bigint, hits FROM counts WHERE hits > 0 ORDER BY position
+        ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
+    )
+"""
+"""Decides which of a batch's hits count, for a batch with visitor ids: on a counter that
+counts a visitor once per window, the hits without a visitor id and the visitors whose window
+had ended, which it marks counted until the window's end; on the others every hit (bots' aside).
+Then adds the counted hits to the hourly buckets. Parameters: the counters that have visitors
+(namespaces, keys); the time; the distinct (counter, visitor) pairs, sorted; the time again;
+the batch's counters with their hits, hits without a visitor id, and bot hits; the hour."""
+
+ADD_COUNTED = """
+    counted AS (
+        INSERT INTO counters AS c (namespace, key, value, bot_hits, created_at, updated_at)
+        SELECT namespace, key, hits, bots, clock.now_ms, clock.now_ms
+        FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock, counts
+        ORDER BY position
+        ON CONFLICT (namespace, key) DO UPDATE SET value = c.value + excluded.value,
+            bot_hits = c.bot_hits + excluded.bot_hits, updated_at = excluded.updated_at
+        RETURNING namespace, key, value
+    )
+"""
+"""Adds COUNT_ONCE's counts to the counters, the last clause of its statement."""
+
+COUNTED_ANSWER = """
+    SELECT 'value', namespace, key, value FROM counted
+    UNION ALL SELECT 'window', namespace, key, 0 FROM windows
+    UNION ALL SELECT 'marked', namespace, key, visitor FROM marks
+"""
+"""The answer of a statement with COUNT_ONCE: each counter's value, each counter that has a
+window, and each visitor marked counted."""
 
 ADD_VIEWS = """
     views AS (
@@ -269,7 +354,8 @@ TOP = """
 """
 
 PURGE = """
-    WITH old AS (SELECT namespace, key, hour FROM hourly_hits WHERE hour < %(before)s),
+    WITH marks AS (DELETE FROM counted_visitors WHERE until <= %(now)s),
+        old AS (SELECT namespace, key, hour FROM hourly_hits WHERE hour < %(before)s),
         hour_ids AS (
             DELETE FROM visitor_ids AS v USING old
             WHERE (v.namespace, v.key, v.span, v.start)
@@ -300,68 +386,82 @@ DELETE = """
     WITH hours AS (DELETE FROM hourly_hits WHERE namespace = %s AND key = %s),
         views AS (DELETE FROM daily_views WHERE namespace = %s AND key = %s),
         ids AS (DELETE FROM visitor_ids WHERE namespace = %s AND key = %s),
-        ranks AS (DELETE FROM visitor_ranks WHERE namespace = %s AND key = %s)
+        ranks AS (DELETE FROM visitor_ranks WHERE namespace = %s AND key = %s),
+        marks AS (DELETE FROM counted_visitors WHERE namespace = %s AND key = %s)
     DELETE FROM counters WHERE namespace = %s AND key = %s
 """
 
 UPSERT_HITS = """
-    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at)
-    SELECT namespace, key, hits, clock.now_ms, clock.now_ms
+    INSERT INTO counters AS c (namespace, key, value, bot_hits, created_at, updated_at)
+    SELECT namespace, key, hits, bots, clock.now_ms, clock.now_ms
     FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock,
-        unnest(%s::text[], %s::text[], %s::bigint[])
-            WITH ORDINALITY AS batch (namespace, key, hits, position)
+        unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
+            WITH ORDINALITY AS batch (namespace, key, hits, bots, position)
     ORDER BY position
-    ON CONFLICT (namespace, key)
-    DO UPDATE SET value = c.value + excluded.value, updated_at = excluded.updated_at
+    ON CONFLICT (namespace, key) DO UPDATE SET value = c.value + excluded.value,
+        bot_hits = c.bot_hits + excluded.bot_hits, updated_at = excluded.updated_at
     RETURNING namespace, key, value
 """
 
 UPSERT_ONE_COUNTER = """
-    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at)
-    SELECT %s, %s, %s::bigint, clock.now_ms, clock.now_ms
+    INSERT INTO counters AS c (namespace, key, value, bot_hits, created_at, updated_at)
+    SELECT %s, %s, %s::bigint, %s::bigint, clock.now_ms, clock.now_ms
     FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock
-    ON CONFLICT (namespace, key)
-    DO UPDATE SET value = c.value + excluded.value, updated_at = excluded.updated_at
+    ON CONFLICT (namespace, key) DO UPDATE SET value = c.value + excluded.value,
+        bot_hits = c.bot_hits + excluded.bot_hits, updated_at = excluded.updated_at
     RETURNING namespace, key, value
 """
 """The same for a batch of one counter (the usual case), cheaper to send and to plan."""
 
 RESTORE = """
-    INSERT INTO counters AS c (namespace, key, value, created_at, updated_at, admin_key_hash)
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
-    FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])
-        WITH ORDINALITY
-        AS record (namespace, key, value, created_at, updated_at, admin_key_hash, position)
+    INSERT INTO counters AS c (
+        namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, count_once_per
+    )
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, window_
+    FROM unnest(
+        %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[],
+        %s::bigint[], %s::int[]
+    ) WITH ORDINALITY AS record (
+        namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, window_,
+        position
+    )
     ORDER BY position
     ON CONFLICT (namespace, key) DO UPDATE SET
         value = excluded.value, created_at = excluded.created_at,
-        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash
+        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash,
+        bot_hits = excluded.bot_hits, count_once_per = excluded.count_once_per
 """
 
 READ = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
     FROM counters WHERE namespace = %s AND key = %s
 """
 
 CREATE = """
-    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
-    SELECT %s, %s, %s::bigint, clock.now_ms, clock.now_ms, %s::text
+    INSERT INTO counters (
+        namespace, key, value, created_at, updated_at, admin_key_hash, count_once_per
+    )
+    SELECT %s, %s, %s::bigint, clock.now_ms, clock.now_ms, %s::text, %s::int
     FROM (SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms) AS clock
     ON CONFLICT (namespace, key) DO NOTHING
-    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash
+    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
 """
 
 UPDATE = """
     UPDATE counters AS c SET value = coalesce(%s::bigint, c.value),
         admin_key_hash = coalesce(%s::text, c.admin_key_hash),
+        count_once_per = coalesce(%s::int, c.count_once_per),
         updated_at = floor(extract(epoch FROM now()) * 1000)::bigint
     FROM (
-        SELECT namespace, key, value, created_at, updated_at, admin_key_hash FROM counters
-        WHERE namespace = %s AND key = %s FOR UPDATE
+        SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
+        FROM counters WHERE namespace = %s AND key = %s FOR UPDATE
     ) AS old
     WHERE c.namespace = old.namespace AND c.key = old.key
     RETURNING old.namespace, old.key, old.value, old.created_at, old.updated_at,
-        old.admin_key_hash
+        old.admin_key_hash, old.bot_hits, old.count_once_per
 """
 """Returns the row as it was: the subquery locks it and reads it before the update."""
 
@@ -375,7 +475,8 @@ ADD = """
 """Adds in `numeric`, which cannot overflow, and brings the sum back within range as a bigint."""
 
 LIST = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
     FROM counters WHERE namespace = %s AND key > %s ORDER BY key LIMIT %s
 """
 
@@ -384,7 +485,8 @@ TOP_COUNTERS = """
 """
 
 EXPORT = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
     FROM counters ORDER BY namespace, key
 """
 
@@ -461,18 +563,43 @@ class PostgresStore:
         return cls(name=name, pool=pool, wait_limit=wait_limit)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts = tally(hits)
+        counts, visitors, now = tally(hits), tally_visitors(hits), now_ms()
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
-        statement, params = _upsert(
-            counters, counts, tally_views(hits), tally_visitors(hits), now=now_ms()
-        )
+        if visitors:
+            clauses, params = _count_once(hits, counters, counts, now=now)
+            final, final_params = COUNTED_ANSWER, list[Any]()
+        else:
+            clauses, params, final, final_params = _upsert(
+                counters, counts, tally_bots(hits), now=now
+            )
+        history_clauses, history_params = _history(tally_views(hits), visitors, now=now)
+        clauses += history_clauses
+        if visitors:
+            clauses.append(ADD_COUNTED)
+        prefix = f"WITH {', '.join(clauses)} " if clauses else ""
+        statement = f"{prefix}{final}"
+        params = [*params, *history_params, *final_params]
 
         async def write(connection: Connection) -> list[TupleRow]:
             cursor = await connection.execute(statement, params)
             return await cursor.fetchall()
 
         rows = await self._run(write, writes=True)
-        return number_hits(hits, {CounterId(ns, key): value for ns, key, value in rows})
+        if not visitors:
+            return number_hits(hits, {CounterId(ns, key): value for ns, key, value in rows})
+        totals: dict[CounterId, int] = {}
+        windowed: set[CounterId] = set()
+        marked: set[tuple[CounterId, int]] = set()
+        for kind, namespace, key, number in rows:
+            counter = CounterId(namespace, key)
+            if kind == "value":
+                totals[counter] = number
+            elif kind == "window":
+                windowed.add(counter)
+            else:
+                marked.add((counter, number))
+        counted = once_per_window(hits, windowed=windowed, marked=marked)
+        return number_hits(hits, totals, counted)
 
     async def value(self, counter: CounterId) -> int:
         async def read(connection: Connection) -> int:
@@ -489,15 +616,25 @@ class PostgresStore:
         return await self._one_record(READ, (counter.namespace, counter.key), writes=False)
 
     async def create(
-        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+        self,
+        counter: CounterId,
+        *,
+        value: int,
+        admin_key_hash: str | None,
+        count_once_per: int = 0,
     ) -> CounterRecord | None:
-        arguments = (counter.namespace, counter.key, value, admin_key_hash)
+        arguments = (counter.namespace, counter.key, value, admin_key_hash, count_once_per)
         return await self._one_record(CREATE, arguments, writes=True)
 
     async def update(
-        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+        self,
+        counter: CounterId,
+        *,
+        value: int | None = None,
+        admin_key_hash: str | None = None,
+        count_once_per: int | None = None,
     ) -> CounterRecord | None:
-        arguments = (value, admin_key_hash, counter.namespace, counter.key)
+        arguments = (value, admin_key_hash, count_once_per, counter.namespace, counter.key)
         return await self._one_record(UPDATE, arguments, writes=True)
 
     async def add(self, counter: CounterId, *, amount: int) -> int | None:
@@ -512,7 +649,7 @@ class PostgresStore:
 
     async def delete(self, counter: CounterId) -> bool:
         async def write(connection: Connection) -> bool:
-            cursor = await connection.execute(DELETE, (counter.namespace, counter.key) * 5)
+            cursor = await connection.execute(DELETE, (counter.namespace, counter.key) * 6)
             return cursor.rowcount > 0
 
         return await self._run(write, writes=True)
@@ -582,7 +719,9 @@ class PostgresStore:
 
     async def purge(self, before_ms: int) -> None:
         async def write(connection: Connection) -> None:
-            await connection.execute(PURGE, {"before": before_ms, "hour": HOUR_MS, "day": DAY_MS})
+            await connection.execute(
+                PURGE, {"before": before_ms, "hour": HOUR_MS, "day": DAY_MS, "now": now_ms()}
+            )
 
         await self._run(write, writes=True)
 
@@ -643,6 +782,8 @@ class PostgresStore:
                     [r.created_at for r in ordered],
                     [r.updated_at for r in ordered],
                     [r.admin_key_hash for r in ordered],
+                    [r.bot_hits for r in ordered],
+                    [r.count_once_per for r in ordered],
                 ),
             )
 
@@ -760,32 +901,78 @@ class PostgresStore:
 
 
 def _record(row: TupleRow) -> CounterRecord:
-    namespace, key, value, created_at, updated_at, admin_key_hash = row
-    return CounterRecord(CounterId(namespace, key), value, created_at, updated_at, admin_key_hash)
+    namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, window = row
+    return CounterRecord(
+        CounterId(namespace, key), value, created_at, updated_at, admin_key_hash, bot_hits, window
+    )
 
 
 def _upsert(
     counters: Sequence[CounterId],
     counts: Mapping[CounterId, int],
-    views: Mapping[ViewBucket, int],
-    visitors: Mapping[CounterId, set[int]],
+    bots: Mapping[CounterId, int],
     *,
     now: int,
-) -> tuple[str, tuple[object, ...]]:
-    """The statement and parameters that add `counts` to `counters` (sorted) and to their
-    history, and `views` and `visitors` to theirs, in one go. The `WITH` clauses' parameters
-    come first, in the order they are written."""
+) -> tuple[list[str], list[Any], str, list[Any]]:
+    """For a batch without visitor ids: the `WITH` clauses that add `counts` to the hourly
+    buckets of `counters` (sorted) and their parameters, then the statement that adds `counts`
+    and `bots` to the counters and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
     if len(counters) == 1:
         (only,) = counters
-        clauses = [ADD_ONE_HOUR]
-        params: list[object] = [only.namespace, only.key, hour_of(now), counts[only]]
-        statement, upsert = UPSERT_ONE_COUNTER, [only.namespace, only.key, counts[only]]
+        if counts[only]:
+            clauses.append(ADD_ONE_HOUR)
+            params += [only.namespace, only.key, hour_of(now), counts[only]]
+        statement = UPSERT_ONE_COUNTER
+        upsert = [only.namespace, only.key, counts[only], bots.get(only, 0)]
     else:
         namespaces, keys = [c.namespace for c in counters], [c.key for c in counters]
         hits = [counts[c] for c in counters]
-        clauses = [ADD_HOURS]
-        params = [hour_of(now), namespaces, keys, hits]
-        statement, upsert = UPSERT_HITS, [namespaces, keys, hits]
+        clauses.append(ADD_HOURS)
+        params += [hour_of(now), namespaces, keys, hits]
+        statement = UPSERT_HITS
+        upsert = [namespaces, keys, hits, [bots.get(c, 0) for c in counters]]
+    return clauses, params, statement, upsert
+
+
+def _count_once(
+    hits: Sequence[Hit],
+    counters: Sequence[CounterId],
+    counts: Mapping[CounterId, int],
+    *,
+    now: int,
+) -> tuple[list[str], list[Any]]:
+    """For a batch with visitor ids: the clause COUNT_ONCE and its parameters."""
+    pairs = sorted(window_pairs(hits), key=lambda p: (p[0].namespace, p[0].key, p[1]))
+    having = sorted({counter for counter, _ in pairs}, key=lambda c: (c.namespace, c.key))
+    anonymous = Tally(hit.counter for hit in hits if hit.visitor is None and not hit.bot)
+    bots = tally_bots(hits)
+    params: list[Any] = [
+        [c.namespace for c in having],
+        [c.key for c in having],
+        now,
+        [counter.namespace for counter, _ in pairs],
+        [counter.key for counter, _ in pairs],
+        [visitor for _, visitor in pairs],
+        now,
+        [c.namespace for c in counters],
+        [c.key for c in counters],
+        [counts[c] for c in counters],
+        [anonymous[c] for c in counters],
+        [bots.get(c, 0) for c in counters],
+        hour_of(now),
+    ]
+    return [COUNT_ONCE], params
+
+
+def _history(
+    views: Mapping[ViewBucket, int], visitors: Mapping[CounterId, set[int]], *, now: int
+) -> tuple[list[str], list[Any]]:
+    """The `WITH` clauses that add `views` and `visitors` to their buckets, and their
+    parameters in the order the clauses are written."""
+    clauses: list[str] = []
+    params: list[Any] = []
     if views:
         ordered = sorted(views, key=lambda v: (v[0].namespace, v[0].key, v[1], v[2]))
         clauses.append(ADD_VIEWS)
@@ -801,7 +988,7 @@ def _upsert(
         clauses += [ADD_RANKS, ADD_IDS]
         params += [*_visitor_ranks(visitors, now=now), *_visitor_ids(visitors, now=now)]
         params.append(EXACT_BELOW - 1)
-    return f"WITH {', '.join(clauses)} {statement}", (*params, *upsert)
+    return clauses, params
 
 
 def _visitor_ranks(visitors: Mapping[CounterId, set[int]], *, now: int) -> list[list[Any]]:

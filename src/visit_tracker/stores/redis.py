@@ -6,10 +6,14 @@ URLs: `redis://[user:password@]host:6379/0` for one server (`rediss://` for TLS)
 `visit-tracker`), so several stores can share one Redis.
 
 Layout: a counter is one hash, `{prefix}:{namespace:key}`, holding `value`, `created_at` and
-`updated_at` (Unix ms); the braces are a hash tag, so on a cluster each counter lives whole on
-one shard and counters spread over all of them. On one server the set `{prefix}:counters` lists
-every counter so that export needs no key scan; a cluster has no place for such a set, and
-export scans each primary for the prefix instead.
+`updated_at` (Unix ms), `admin_key_hash` once it is owned, `bot_hits` once a bot hit it and
+`count_once_per` once a window is set; the braces are a hash tag, so on a cluster each counter
+lives whole on one shard and counters spread over all of them. A visitor counted within a
+counter's window is a key `{prefix}:{namespace:key}:counted:{visitor id}` holding when the
+window ends (the instances' clock, as every time here); it expires with the window (Redis's
+clock), so neither a purge nor a delete needs to find it. On one server the set
+`{prefix}:counters` lists every counter so that export needs no key scan; a cluster has no
+place for such a set, and export scans each primary for the prefix instead.
 
 History lives beside each counter, under the same hash tag, so one script updates both:
 `{prefix}:{namespace:key}:hours`, a hash of hits per hour start (Unix ms), and for each UTC day
@@ -41,6 +45,7 @@ Redis only with `appendonly yes` (`appendfsync always` keeps every acknowledged 
 
 import asyncio
 import re
+from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
@@ -73,8 +78,10 @@ from visit_tracker.stores.base import (
     new_salt,
     now_ms,
     number_hits,
+    once_per_window,
     ranked,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
@@ -104,25 +111,48 @@ HIT = """
 -- then its visitors' HyperLogLogs and id sets of the hour and of the day; then (one server
 -- only) the index set.
 -- ARGV: the time in Unix ms, the hour's start and the most ids a set keeps, then for each
--- counter its tag, its numbers of hits, pages, referrers and visitors, a (value, hits) pair
--- for each page and referrer, and each visitor id.
-local now, hour, exact_below = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- counter its tag, its numbers of hits (bots' not included), of those without a visitor id,
+-- of bot hits, pages, referrers and distinct visitors, a (value, hits) pair for each page and
+-- referrer, and each visitor id.
+-- Replies for each counter its value, whether it counts a visitor once per window, and the
+-- visitor ids it counted: those whose window, under `{counter hash}:counted:{id}`, had ended.
+local now, hour, exact_below = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local count = math.floor(#KEYS / 8)
 local index = KEYS[8 * count + 1]
-local values = {}
+local replies = {}
 local at = 4
 for i = 1, count do
     local k = 8 * (i - 1)
-    local counter, tag, hits = KEYS[k + 1], ARGV[at], ARGV[at + 1]
+    local counter, tag, hits, bots = KEYS[k + 1], ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 3]
+    local pages, referrers = tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
+    local visitors = tonumber(ARGV[at + 6])
+    local ids = at + 7 + 2 * (pages + referrers)
+    local window, marked = 0, {}
+    if visitors > 0 then
+        window = tonumber(redis.call('HGET', counter, 'count_once_per') or '0')
+    end
+    if window > 0 then  -- the hits without a visitor id, and each visitor whose window ended
+        hits = tonumber(ARGV[at + 2])
+        local span = window * 60000
+        for v = ids, ids + visitors - 1 do
+            local mark = counter .. ':counted:' .. ARGV[v]
+            local till = redis.call('GET', mark)
+            if not till or tonumber(till) <= now then
+                redis.call('SET', mark, now + span, 'PX', span)
+                hits = hits + 1
+                marked[#marked + 1] = ARGV[v]
+            end
+        end
+    end
     redis.call('HINCRBY', counter, 'value', hits)
-    values[i] = redis.call('HGET', counter, 'value')  -- a string, exact past 2^53
-    redis.call('HSETNX', counter, 'created_at', now)
-    redis.call('HSET', counter, 'updated_at', now)
-    redis.call('HINCRBY', KEYS[k + 2], hour, hits)
+    local value = redis.call('HGET', counter, 'value')  -- a string, exact past 2^53
+    replies[i] = {value, window > 0 and 1 or 0, unpack(marked)}
+    redis.call('HSETNX', counter, 'created_at', ARGV[1])
+    redis.call('HSET', counter, 'updated_at', ARGV[1])
+    if bots ~= '0' then redis.call('HINCRBY', counter, 'bot_hits', bots) end
+    if hits > 0 then redis.call('HINCRBY', KEYS[k + 2], hour, hits) end
     if index then redis.call('SADD', index, tag) end
-    local pages, referrers = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-    local visitors = tonumber(ARGV[at + 4])
-    at = at + 5
+    at = at + 7
     for _ = 1, pages do
         redis.call('HINCRBY', KEYS[k + 3], ARGV[at], ARGV[at + 1])
         at = at + 2
@@ -142,7 +172,7 @@ for i = 1, count do
     end
     at = at + visitors
 end
-return values
+return replies
 """
 
 SALT = """
@@ -155,13 +185,14 @@ return redis.call('GET', KEYS[1])
 
 RESTORE = """
 -- KEYS: the counters' hashes, then (one server only) the index set.
--- ARGV: for each counter its value, created_at, updated_at, tag and admin key hash ('' if none).
-local count = #ARGV / 5
+-- ARGV: for each counter its value, created_at, updated_at, tag, admin key hash ('' if none),
+-- bot hits and window.
+local count = #ARGV / 7
 local index = KEYS[count + 1]
 for i = 1, count do
-    local at = 5 * (i - 1)
-    redis.call('HSET', KEYS[i], 'value', ARGV[at + 1],
-        'created_at', ARGV[at + 2], 'updated_at', ARGV[at + 3])
+    local at = 7 * (i - 1)
+    redis.call('HSET', KEYS[i], 'value', ARGV[at + 1], 'created_at', ARGV[at + 2],
+        'updated_at', ARGV[at + 3], 'bot_hits', ARGV[at + 6], 'count_once_per', ARGV[at + 7])
     if ARGV[at + 5] == '' then
         redis.call('HDEL', KEYS[i], 'admin_key_hash')
     else
@@ -174,21 +205,25 @@ return count
 
 CREATE = """
 -- KEYS: the counter's hash, then (one server only) the index set.
--- ARGV: the time in Unix ms, the value, the tag, the admin key hash ('' if none).
+-- ARGV: the time in Unix ms, the value, the tag, the admin key hash ('' if none), the window.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'value', ARGV[2], 'created_at', ARGV[1], 'updated_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'value', ARGV[2], 'created_at', ARGV[1], 'updated_at', ARGV[1],
+    'count_once_per', ARGV[5])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'admin_key_hash', ARGV[4]) end
 if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[3]) end
 return 1
 """
 
 UPDATE = """
--- KEYS: the counter's hash. ARGV: the time in Unix ms, the new value and the new admin key
--- hash, each '' to keep it. Replies the fields as they were, or nil if there is no counter.
-local old = redis.call('HMGET', KEYS[1], 'value', 'created_at', 'updated_at', 'admin_key_hash')
+-- KEYS: the counter's hash. ARGV: the time in Unix ms, the new value, the new admin key hash
+-- and the new window, each '' to keep it. Replies the fields as they were, or nil if there is
+-- no counter.
+local old = redis.call('HMGET', KEYS[1], 'value', 'created_at', 'updated_at', 'admin_key_hash',
+    'bot_hits', 'count_once_per')
 if not old[1] then return false end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'value', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'admin_key_hash', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'count_once_per', ARGV[4]) end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 return old
 """
@@ -219,7 +254,7 @@ for i = first, #KEYS do redis.call('DEL', KEYS[i]) end
 return deleted
 """
 
-FIELDS = ("value", "created_at", "updated_at", "admin_key_hash")
+FIELDS = ("value", "created_at", "updated_at", "admin_key_hash", "bot_hits", "count_once_per")
 """A counter's hash fields, in the order of `CounterRecord`'s."""
 
 KINDS: tuple[ViewKind, ...] = ("page", "referrer")
@@ -292,11 +327,14 @@ def _counter_of(tag: str) -> CounterId:
 
 def _record(counter: CounterId, fields: Sequence[bytes | None]) -> CounterRecord | None:
     """The record of a counter from its hash's `FIELDS`; None if it has no value (no hash)."""
-    value, created_at, updated_at, admin_key_hash = fields
+    value, created_at, updated_at, admin_key_hash, bot_hits, window = fields
     if value is None or created_at is None or updated_at is None:
         return None
     owner = admin_key_hash.decode() if admin_key_hash else None
-    return CounterRecord(counter, int(value), int(created_at), int(updated_at), owner)
+    bots = int(bot_hits) if bot_hits else 0  # none before the first bot's hit
+    return CounterRecord(
+        counter, int(value), int(created_at), int(updated_at), owner, bots, int(window or 0)
+    )
 
 
 def _field_values(reply: Reply) -> Iterable[tuple[bytes, bytes]]:
@@ -310,16 +348,19 @@ def _hit_arguments(
     hits: Sequence[Hit],
 ) -> dict[CounterId, tuple[EncodableT, ...]]:
     """Per counter of a batch, the HIT script's arguments after its tag: the numbers of its
-    hits, pages, referrers and visitors, a (value, hits) pair for each page, then for each
-    referrer, then each visitor id."""
+    hits, of those without a visitor id, of bot hits, pages, referrers and visitors, a (value,
+    hits) pair for each page, then for each referrer, then each visitor id."""
     pages: dict[CounterId, list[EncodableT]] = defaultdict(list)
     referrers: dict[CounterId, list[EncodableT]] = defaultdict(list)
     for (counter, kind, value), count in tally_views(hits).items():
         (pages if kind == "page" else referrers)[counter].extend((value, count))
-    visitors = tally_visitors(hits)
+    visitors, bots = tally_visitors(hits), tally_bots(hits)
+    anonymous = Tally(hit.counter for hit in hits if hit.visitor is None and not hit.bot)
     return {
         counter: (
             count,
+            anonymous[counter],
+            bots.get(counter, 0),
             len(pages[counter]) // 2,
             len(referrers[counter]) // 2,
             len(visitors.get(counter, ())),
@@ -405,9 +446,16 @@ class RedisStore:
             prefix_args=(now, hour_of(now), EXACT_BELOW),
         )
         totals: dict[CounterId, int] = {}
+        windowed: set[CounterId] = set()
+        marked: set[tuple[CounterId, int]] = set()
         for counters, reply in await self._run(work, deadline=deadline):
-            totals.update(zip(counters, map(int, reply), strict=True))
-        return number_hits(hits, totals)
+            for counter, (value, has_window, *counted) in zip(counters, reply, strict=True):
+                totals[counter] = int(value)
+                if has_window:
+                    windowed.add(counter)
+                    marked.update((counter, int(visitor)) for visitor in counted)
+        counted = once_per_window(hits, windowed=windowed, marked=marked)
+        return number_hits(hits, totals, counted)
 
     async def value(self, counter: CounterId) -> int:
         deadline = await self._ready()
@@ -424,19 +472,43 @@ class RedisStore:
         return _record(counter, check(reply, source=node))
 
     async def create(
-        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+        self,
+        counter: CounterId,
+        *,
+        value: int,
+        admin_key_hash: str | None,
+        count_once_per: int = 0,
     ) -> CounterRecord | None:
         now = now_ms()
         created = await self._script(
-            CREATE, counter, now, value, _tag(counter), admin_key_hash or "", index=True
+            CREATE,
+            counter,
+            now,
+            value,
+            _tag(counter),
+            admin_key_hash or "",
+            count_once_per,
+            index=True,
         )
-        return CounterRecord(counter, value, now, now, admin_key_hash) if created else None
+        if not created:
+            return None
+        return CounterRecord(
+            counter, value, now, now, admin_key_hash, count_once_per=count_once_per
+        )
 
     async def update(
-        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+        self,
+        counter: CounterId,
+        *,
+        value: int | None = None,
+        admin_key_hash: str | None = None,
+        count_once_per: int | None = None,
     ) -> CounterRecord | None:
         new_value = "" if value is None else value
-        old = await self._script(UPDATE, counter, now_ms(), new_value, admin_key_hash or "")
+        new_window = "" if count_once_per is None else count_once_per
+        old = await self._script(
+            UPDATE, counter, now_ms(), new_value, admin_key_hash or "", new_window
+        )
         return None if old is None else _record(counter, old)
 
     async def add(self, counter: CounterId, *, amount: int) -> int | None:
@@ -627,7 +699,15 @@ class RedisStore:
                 (
                     r.counter,
                     (self._key(r.counter),),
-                    (r.value, r.created_at, r.updated_at, _tag(r.counter), _owner(r)),
+                    (
+                        r.value,
+                        r.created_at,
+                        r.updated_at,
+                        _tag(r.counter),
+                        _owner(r),
+                        r.bot_hits,
+                        r.count_once_per,
+                    ),
                 )
                 for r in records
             ),

@@ -20,6 +20,7 @@ from typing import TypeVar
 from visit_tracker.errors import StoreError, StoreOpenError, StoreUnavailable
 from visit_tracker.stores.base import (
     DAY_MS,
+    MINUTE_MS,
     VISITOR_SPANS,
     CounterId,
     CounterRecord,
@@ -30,18 +31,21 @@ from visit_tracker.stores.base import (
     new_salt,
     now_ms,
     number_hits,
+    once_per_window,
     tally,
+    tally_bots,
     tally_views,
     tally_visitors,
     visitor_buckets,
     visitor_span,
+    window_pairs,
     within_range,
 )
 from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 MIGRATIONS = {
     1: """
         CREATE TABLE counters (
@@ -101,15 +105,39 @@ MIGRATIONS = {
             salt BLOB    NOT NULL
         );
     """,
+    5: "ALTER TABLE counters ADD COLUMN bot_hits INTEGER NOT NULL DEFAULT 0",
+    # Counting a visitor once per window: minutes (0: every hit counts), and per counter the
+    # visitors counted whose window has not ended, until when (unix time, milliseconds).
+    6: """
+        ALTER TABLE counters ADD COLUMN count_once_per INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE counted_visitors (
+            namespace TEXT    NOT NULL,
+            key       TEXT    NOT NULL,
+            visitor   INTEGER NOT NULL,
+            until     INTEGER NOT NULL,
+            PRIMARY KEY (namespace, key, visitor)
+        ) WITHOUT ROWID;
+        CREATE INDEX counted_visitors_by_end ON counted_visitors (until);
+    """,
 }
 
 UPSERT_HITS = """
-    INSERT INTO counters (namespace, key, value, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (namespace, key)
-    DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at
+    INSERT INTO counters (namespace, key, value, bot_hits, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (namespace, key) DO UPDATE SET value = value + excluded.value,
+        bot_hits = bot_hits + excluded.bot_hits, updated_at = excluded.updated_at
     RETURNING value
 """
+
+WINDOW = "SELECT count_once_per FROM counters WHERE namespace = ? AND key = ?"
+
+MARK_COUNTED = """
+    INSERT INTO counted_visitors (namespace, key, visitor, until) VALUES (?, ?, ?, ?)
+    ON CONFLICT (namespace, key, visitor) DO UPDATE SET until = excluded.until WHERE until <= ?
+    RETURNING 1
+"""
+"""Marks a visitor counted on a counter until its window ends: a row if its last window had
+ended (or it had none), no row if it is still within it."""
 
 UPSERT_HOUR = """
     INSERT INTO hourly_hits (namespace, key, hour, hits) VALUES (?, ?, ?, ?)
@@ -178,28 +206,36 @@ TOP = """
 """
 
 RESTORE = """
-    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
-    VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO counters (
+        namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, count_once_per
+    )
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (namespace, key) DO UPDATE SET
         value = excluded.value, created_at = excluded.created_at,
-        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash
+        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash,
+        bot_hits = excluded.bot_hits, count_once_per = excluded.count_once_per
 """
 
 CREATE = """
-    INSERT INTO counters (namespace, key, value, created_at, updated_at, admin_key_hash)
-    VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO counters (
+        namespace, key, value, created_at, updated_at, admin_key_hash, count_once_per
+    )
+    VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (namespace, key) DO NOTHING
-    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash
+    RETURNING namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
 """
 
 READ = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
     FROM counters WHERE namespace = ? AND key = ?
 """
 
 UPDATE = """
     UPDATE counters SET value = coalesce(?, value),
-        admin_key_hash = coalesce(?, admin_key_hash), updated_at = ?
+        admin_key_hash = coalesce(?, admin_key_hash),
+        count_once_per = coalesce(?, count_once_per), updated_at = ?
     WHERE namespace = ? AND key = ?
 """
 
@@ -208,7 +244,8 @@ VALUE = "SELECT value FROM counters WHERE namespace = ? AND key = ?"
 SET_VALUE = "UPDATE counters SET value = ?, updated_at = ? WHERE namespace = ? AND key = ?"
 
 LIST = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
     FROM counters WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?
 """
 
@@ -217,7 +254,8 @@ TOP_COUNTERS = """
 """
 
 EXPORT = """
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash
+    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
+        count_once_per
     FROM counters ORDER BY namespace, key
 """
 
@@ -255,29 +293,53 @@ class SqliteStore:
         return cls(path, connection, busy_timeout=busy_timeout)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, views, visitors, now = (
-            tally(hits),
+        bots, views, visitors, pairs, now = (
+            tally_bots(hits),
             tally_views(hits),
             tally_visitors(hits),
+            window_pairs(hits),
             now_ms(),
         )
         hour, day = hour_of(now), day_of(now)
 
-        def write() -> dict[CounterId, int]:
+        def write() -> tuple[dict[CounterId, int], list[bool]]:
             totals = {}
             with _write_transaction(self._db):
-                for counter, count in counts.items():
-                    row = (counter.namespace, counter.key, count, now, now)
+                counted = self._counted_once(hits, pairs, now=now)
+                for counter, count in tally(hits, counted).items():
+                    row = (counter.namespace, counter.key, count, bots.get(counter, 0), now, now)
                     (totals[counter],) = self._db.execute(UPSERT_HITS, row).fetchone()
-                    self._db.execute(UPSERT_HOUR, (counter.namespace, counter.key, hour, count))
+                    if count:
+                        hour_row = (counter.namespace, counter.key, hour, count)
+                        self._db.execute(UPSERT_HOUR, hour_row)
                 for (counter, kind, value), count in views.items():
                     view = (counter.namespace, counter.key, day, kind, value, count)
                     self._db.execute(UPSERT_VIEW, view)
                 for counter, seen in visitors.items():
                     self._add_visitors(counter, seen, now=now)
-            return totals
+            return totals, counted
 
-        return number_hits(hits, await self._run(write))
+        totals, counted = await self._run(write)
+        return number_hits(hits, totals, counted)
+
+    def _counted_once(
+        self, hits: Sequence[Hit], pairs: Sequence[tuple[CounterId, int]], *, now: int
+    ) -> list[bool]:
+        """Whether each hit counts, marking the visitors that do on counters with a window.
+        Runs inside the batch's write transaction."""
+        windows: dict[CounterId, int] = {}
+        for counter in dict.fromkeys(counter for counter, _ in pairs):
+            row = self._db.execute(WINDOW, (counter.namespace, counter.key)).fetchone()
+            if row is not None and row[0]:
+                windows[counter] = row[0]
+        marked = set()
+        for counter, visitor in pairs:
+            if counter in windows:
+                until = now + windows[counter] * MINUTE_MS
+                mark = (counter.namespace, counter.key, visitor, until, now)
+                if self._db.execute(MARK_COUNTED, mark).fetchone() is not None:
+                    marked.add((counter, visitor))
+        return once_per_window(hits, windowed=windows, marked=marked)
 
     def _add_visitors(self, counter: CounterId, visitors: set[int], *, now: int) -> None:
         """Add a batch's visitors of one counter to its buckets: ids while the bucket has fewer
@@ -343,6 +405,7 @@ class SqliteStore:
                         self._db.execute(purge, (span, span, before_ms))
                 self._db.execute("DELETE FROM hourly_hits WHERE hour < ?", (before_ms,))
                 self._db.execute("DELETE FROM daily_views WHERE day < ?", (before_ms,))
+                self._db.execute("DELETE FROM counted_visitors WHERE until <= ?", (now_ms(),))
 
         await self._run(write)
 
@@ -360,10 +423,15 @@ class SqliteStore:
         return _record(row) if row else None
 
     async def create(
-        self, counter: CounterId, *, value: int, admin_key_hash: str | None
+        self,
+        counter: CounterId,
+        *,
+        value: int,
+        admin_key_hash: str | None,
+        count_once_per: int = 0,
     ) -> CounterRecord | None:
         now = now_ms()
-        row = (counter.namespace, counter.key, value, now, now, admin_key_hash)
+        row = (counter.namespace, counter.key, value, now, now, admin_key_hash, count_once_per)
 
         def write() -> tuple[object, ...] | None:
             with _write_transaction(self._db):
@@ -374,15 +442,21 @@ class SqliteStore:
         return _record(created) if created else None
 
     async def update(
-        self, counter: CounterId, *, value: int | None = None, admin_key_hash: str | None = None
+        self,
+        counter: CounterId,
+        *,
+        value: int | None = None,
+        admin_key_hash: str | None = None,
+        count_once_per: int | None = None,
     ) -> CounterRecord | None:
         where = (counter.namespace, counter.key)
+        changes = (value, admin_key_hash, count_once_per, now_ms())
 
         def write() -> tuple[object, ...] | None:
             with _write_transaction(self._db):
                 old: tuple[object, ...] | None = self._db.execute(READ, where).fetchone()
                 if old is not None:
-                    self._db.execute(UPDATE, (value, admin_key_hash, now_ms(), *where))
+                    self._db.execute(UPDATE, (*changes, *where))
             return old
 
         old = await self._run(write)
@@ -416,6 +490,9 @@ class SqliteStore:
                 self._db.execute("DELETE FROM daily_views WHERE namespace = ? AND key = ?", where)
                 self._db.execute("DELETE FROM visitor_ids WHERE namespace = ? AND key = ?", where)
                 self._db.execute("DELETE FROM visitor_ranks WHERE namespace = ? AND key = ?", where)
+                self._db.execute(
+                    "DELETE FROM counted_visitors WHERE namespace = ? AND key = ?", where
+                )
             return deleted.rowcount > 0
 
         return await self._run(write)
@@ -445,6 +522,8 @@ class SqliteStore:
                 r.created_at,
                 r.updated_at,
                 r.admin_key_hash,
+                r.bot_hits,
+                r.count_once_per,
             )
             for r in records
         ]
@@ -496,13 +575,15 @@ class SqliteStore:
 
 
 def _record(row: Sequence[object]) -> CounterRecord:
-    namespace, key, value, created_at, updated_at, admin_key_hash = row
+    namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, window = row
     return CounterRecord(
         CounterId(str(namespace), str(key)),
         int(value),  # type: ignore[call-overload]
         int(created_at),  # type: ignore[call-overload]
         int(updated_at),  # type: ignore[call-overload]
         None if admin_key_hash is None else str(admin_key_hash),
+        int(bot_hits),  # type: ignore[call-overload]
+        int(window),  # type: ignore[call-overload]
     )
 
 

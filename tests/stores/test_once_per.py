@@ -1,0 +1,106 @@
+"""Counting a visitor once per window of minutes, a counter's own setting, which every store
+applies in the batch's atomic step; each test runs once per backend, on a controlled clock."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from time_machine import TimeMachineFixture
+
+from visit_tracker.stores import CounterId, CounterRecord, Hit, Store
+
+pytestmark = pytest.mark.anyio
+
+HOME = CounterId("site", "home")
+ABOUT = CounterId("site", "about")
+TEN = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
+TEN_MS = int(datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp() * 1000)
+EVERYTHING = {"start_ms": 0, "end_ms": 2**62}
+
+
+def by(visitor: int, counter: CounterId = HOME) -> Hit:
+    return Hit(counter, visitor=visitor)
+
+
+async def test_a_visitor_counts_once_per_window(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """On a counter with a 30-minute window a visitor's hits count once until the window ends,
+    and once again after; other visitors, and hits without a visitor id, count each time."""
+    time_machine.move_to(TEN, tick=False)
+    await store.create(HOME, value=10, admin_key_hash=None, count_once_per=30)
+    assert await store.apply([by(1), by(1), by(2)]) == [11, 11, 12]
+    time_machine.move_to(TEN + timedelta(minutes=29), tick=False)
+    assert await store.apply([by(1), by(2), Hit(HOME), Hit(HOME)]) == [12, 12, 13, 14]
+    time_machine.move_to(TEN + timedelta(minutes=30), tick=False)
+    assert await store.apply([by(1), by(1)]) == [15, 15]
+    assert await store.apply([by(2)]) == [16]
+    assert await store.value(HOME) == 16
+    assert await store.series(HOME, **EVERYTHING) == [(TEN_MS, 6)]
+
+
+async def test_a_mixed_batch_numbers_only_what_counts(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """In one batch, repeats and bots' hits are told the value of the hit before them; a
+    counter without a window counts the same visitor every time."""
+    time_machine.move_to(TEN, tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=5)
+    batch = [by(1), by(1), Hit(HOME), Hit(HOME, bot=True), by(1, ABOUT), by(2), by(1, ABOUT)]
+    assert await store.apply(batch) == [1, 1, 2, 2, 1, 3, 2]
+    record = await store.read(HOME)
+    assert record is not None
+    assert (record.value, record.bot_hits, record.count_once_per) == (3, 1, 5)
+
+
+async def test_the_window_is_set_and_changed_and_moves_with_exports(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """A window set by an update holds visitors counted after it; 0 counts every hit again;
+    export and restore carry it."""
+    time_machine.move_to(TEN, tick=False)
+    assert await store.apply([by(1), by(1)]) == [1, 2]
+    old = await store.update(HOME, count_once_per=60)
+    assert old is not None
+    assert old.count_once_per == 0
+    assert await store.apply([by(1), by(1)]) == [3, 3]
+    time_machine.move_to(TEN + timedelta(minutes=1), tick=False)
+    assert await store.apply([by(1)]) == [3]
+    await store.update(HOME, count_once_per=0)
+    assert await store.apply([by(1)]) == [4]
+    await store.update(HOME, count_once_per=1440)
+    exported = [record async for record in store.export()]
+    assert [record.count_once_per for record in exported] == [1440]
+    await store.restore([CounterRecord(HOME, 7, 1, 2, None, 0, 15), CounterRecord(ABOUT, 1, 1, 2)])
+    home = await store.read(HOME)
+    assert home is not None
+    assert (home.value, home.count_once_per) == (7, 15)
+    about = await store.read(ABOUT)
+    assert about is not None
+    assert about.count_once_per == 0
+
+
+async def test_concurrent_batches_count_a_visitor_once(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """Batches applied at once, each with the same ten visitors, count each of them once."""
+    time_machine.move_to(TEN, tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=10)
+    batches = [[by(visitor) for visitor in range(10)] for _ in range(8)]
+    results = await asyncio.gather(*(store.apply(batch) for batch in batches))
+    assert await store.value(HOME) == 10
+    assert max(max(values) for values in results) == 10
+
+
+async def test_a_purge_forgets_ended_windows_only(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """A purge keeps the visitors whose window goes on, so they still count once."""
+    time_machine.move_to(TEN, tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=30)
+    await store.apply([by(1)])
+    time_machine.move_to(TEN + timedelta(minutes=20), tick=False)
+    await store.apply([by(2)])
+    time_machine.move_to(TEN + timedelta(minutes=40), tick=False)
+    await store.purge(0)
+    assert await store.apply([by(1), by(2)]) == [3, 3]
