@@ -24,9 +24,11 @@ class Counters:
         self.values: dict[CounterId, int] = {}
         self.reads: dict[CounterId, int] = {}
         self.failures = 0
+        self.was_read = asyncio.Event()
 
     async def read(self, counter: CounterId) -> int:
         self.reads[counter] = self.reads.get(counter, 0) + 1
+        self.was_read.set()
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("the store did not answer")
@@ -37,7 +39,8 @@ class Counters:
         target = self.reads.get(counter, 0) + times
         async with asyncio.timeout(WAIT):
             while self.reads.get(counter, 0) < target:
-                await asyncio.sleep(POLL / 2)
+                self.was_read.clear()
+                await self.was_read.wait()
 
 
 def gauges(metrics: Metrics) -> tuple[float | None, float | None]:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from visit_tracker import __version__
-from visit_tracker.api import compat, counters, embed, errors, history, ops, visits
+from visit_tracker.api import compat, counters, embed, errors, events, history, ops, visits
 from visit_tracker.api.body_limit import BodyLimit
 from visit_tracker.api.cors import Cors
 from visit_tracker.api.fast_path import HOT_ROUTES, direct_answer
@@ -18,18 +18,21 @@ from visit_tracker.api.html_headers import HtmlSecurityHeaders
 from visit_tracker.api.observer import DirectAnswer, RequestObserver
 from visit_tracker.api.proxies import behind_proxies
 from visit_tracker.api.rate_limits import RateLimitFields, limit_directly, route_class
+from visit_tracker.events import Streams
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits import RateLimiter
 from visit_tracker.rate_limits.limiter import quotas
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings, split_origins
+from visit_tracker.stopping import on_stop_signal
 
 logger = logging.getLogger("visit_tracker")
 
 
 class State(TypedDict):
     tracker: Tracker
+    streams: Streams
     metrics: Metrics
     limiter: RateLimiter
 
@@ -57,13 +60,28 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 Tracker.running(settings, metrics=metrics) as tracker,
                 RateLimiter.running(settings) as limiter,
             ):
+                streams = Streams(
+                    tracker.total,
+                    poll_seconds=settings.events_poll_seconds,
+                    limit=settings.max_streams,
+                    metrics=metrics,
+                )
                 # What exists once started (modules, the app, its routes) lives as long as the
                 # process: spare it the garbage collector's full passes, which otherwise scan it
                 # all every few thousand requests and stall every connection meanwhile.
                 gc.collect()
                 gc.freeze()
                 logger.info("ready: store open")
-                yield {"tracker": tracker, "metrics": metrics, "limiter": limiter}
+                # Event streams never end by themselves: end them as soon as the server is
+                # told to stop, or it would wait for them instead of stopping.
+                with on_stop_signal(streams.close):
+                    yield {
+                        "tracker": tracker,
+                        "streams": streams,
+                        "metrics": metrics,
+                        "limiter": limiter,
+                    }
+                streams.close()
             logger.info("stopped: pending visits committed, store closed")
         finally:
             metrics.close()
@@ -79,6 +97,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(visits.router)
     app.include_router(counters.router)
     app.include_router(history.router)
+    app.include_router(events.router)
     app.include_router(embed.router)
     app.include_router(compat.router)
     app.include_router(ops.router)

@@ -133,6 +133,10 @@ def serve(
     rate_limit_store: Annotated[str | None, typer.Option(help=describe("rate_limit_store"))] = None,
     cors_origins: Annotated[str | None, typer.Option(help=describe("cors_origins"))] = None,
     history_days: Annotated[int | None, typer.Option(help=describe("history_days"))] = None,
+    max_streams: Annotated[int | None, typer.Option(help=describe("max_streams"))] = None,
+    events_poll_seconds: Annotated[
+        float | None, typer.Option(help=describe("events_poll_seconds"))
+    ] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -161,6 +165,8 @@ def serve(
         "rate_limit_store": rate_limit_store,
         "cors_origins": cors_origins,
         "history_days": history_days,
+        "max_streams": max_streams,
+        "events_poll_seconds": events_poll_seconds,
     }
     try:
         settings = load_settings(

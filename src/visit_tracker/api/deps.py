@@ -1,10 +1,11 @@
-"""What routes receive by dependency injection: the `Tracker` the lifespan opened, and this
-process's `Metrics`."""
+"""What routes receive by dependency injection: the `Tracker` the lifespan opened, this
+process's event `Streams`, and its `Metrics`."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from visit_tracker.events import Streams
 from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
 
@@ -23,3 +24,11 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+async def get_streams(request: Request) -> Streams:
+    streams: Streams = request.state.streams
+    return streams
+
+
+StreamsDep = Annotated[Streams, Depends(get_streams)]
