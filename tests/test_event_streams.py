@@ -6,6 +6,7 @@ an event at each blank line, comments skipped.
 
 import json
 import signal
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -54,15 +55,19 @@ class EventReader:
 
 
 @contextmanager
-def stream(url: str, **headers: str) -> Iterator[EventReader]:
+def stream(
+    url: str, *, verify: ssl.SSLContext | bool = True, **headers: str
+) -> Iterator[EventReader]:
     """An open event stream whose status is 200; closed, as a browser tab closes, on exit."""
-    with httpx2.stream("GET", url, headers=headers, timeout=WAIT) as response:
+    with httpx2.stream("GET", url, headers=headers, timeout=WAIT, verify=verify) as response:
         assert response.status_code == 200, response.read()
         yield EventReader(response)
 
 
-def hit(server: Server, path: str) -> int:
-    answer = httpx2.post(f"{server.url}/v1/counters/{path}/hits")
+def hit(server: Server | str, path: str, *, verify: ssl.SSLContext | bool = True) -> int:
+    """Count a hit through the server or the proxy at that URL; the counter's new value."""
+    url = server if isinstance(server, str) else server.url
+    answer = httpx2.post(f"{url}/v1/counters/{path}/hits", verify=verify)
     answer.raise_for_status()
     counted: int = answer.json()["value"]
     return counted
