@@ -130,7 +130,8 @@ async def test_past_the_limit_a_stream_is_refused_until_one_leaves() -> None:
 
 
 async def test_closing_ends_every_stream_and_refuses_new_ones() -> None:
-    """Once the server stops, every waiting stream learns it has ended, and none opens."""
+    """Once the server stops, every waiting stream learns it has ended, no counter is read any
+    more, and no stream opens."""
     counters = Counters()
     streams, _ = streams_of(counters)
     waiting = [streams.open(HOME, 0), streams.open(HOME, 0), streams.open(ABOUT, 0)]
@@ -141,6 +142,9 @@ async def test_closing_ends_every_stream_and_refuses_new_ones() -> None:
         assert await pending == [None, None, None]
     with pytest.raises(ShuttingDown):
         streams.open(HOME, 0)
+    reads = dict(counters.reads)
+    await asyncio.sleep(10 * POLL)
+    assert counters.reads == reads  # no counter is read any more
     for subscription in waiting:
         subscription.release()
 

@@ -112,9 +112,11 @@ class Streams:
         return subscription
 
     def close(self) -> None:
-        """End every stream, and refuse new ones: the server is stopping."""
+        """End every stream and stop reading, and refuse new streams: the server is stopping."""
         self._closed = True
         for feed in self._feeds.values():
+            if feed.poller is not None:
+                feed.poller.cancel()
             for subscription in feed.subscriptions:
                 subscription.close()
 
