@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from tests.server import running_server
+from tests.test_transfer import on_a_terminal
 from visit_tracker.bench import (
     STATS,
     VISIT,
@@ -271,7 +272,8 @@ BENCH = Path(sys.executable).with_name("visit-tracker")
 
 
 def bench_report(*arguments: str) -> dict[str, str]:
-    """Run `visit-tracker bench`, require exit code 0, and return its report's rows."""
+    """Run `visit-tracker bench`, require exit code 0 and no progress left on stderr, which is
+    not a terminal, and return its report's rows."""
     result = subprocess.run(
         [str(BENCH), "bench", *arguments],
         capture_output=True,
@@ -279,7 +281,7 @@ def bench_report(*arguments: str) -> dict[str, str]:
         timeout=90,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout + result.stderr
     row = re.compile(r"^\W*([A-Z][\w /]+?)\s+[│|]\s+(.+?)\s+[│|]$", re.MULTILINE)
     return dict(row.findall(result.stdout))
 
@@ -302,3 +304,11 @@ def test_bench_and_classic_against_the_real_server(tmp_path: Path) -> None:
         assert classic["Server count"] == "exact: total_visits 500 -> 1,500 (+1,000)"
 
         assert httpx2.get(f"{server.url}/stats").json()["total_visits"] == 1500
+
+
+def test_bench_draws_its_progress_on_a_terminal(tmp_path: Path) -> None:
+    """With standard error on a terminal, bench draws a progress bar of the requests sent."""
+    with running_server("--store", f"sqlite:///{tmp_path}/visits.db") as server:
+        drawn = on_a_terminal("bench", "--url", server.url, "--requests", "300")
+    assert "POST /visit" in drawn
+    assert "300 requests" in drawn

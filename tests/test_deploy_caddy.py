@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx2
 
 from tests.server import free_port, running_server
+from tests.test_event_streams import POLL, hit, stream
 from tests.test_server import send_visits
 from tests.tools import require_program
 
@@ -151,3 +152,19 @@ def test_https_through_caddy_counts_every_visit_once_past_a_dead_instance(
         plain = httpx2.post(f"{caddy.http}/visit")
         assert (plain.status_code, plain.headers["location"]) == (308, "https://127.0.0.1/visit")
     assert f"http://{dead}/readyz" in (tmp_path / "caddy.log").read_text()
+
+
+def test_an_event_stream_passes_through_caddy_as_it_is_written(tmp_path: Path) -> None:
+    """Through Caddy, a stream's first event comes at once and a hit shows as the next one:
+    Caddy passes each event of a text/event-stream on as it comes."""
+    store = f"sqlite:///{tmp_path}/visits.db"
+    with (
+        running_server("--store", store, "--trusted-proxies", "127.0.0.1", *POLL) as app,
+        running_caddy(tmp_path, upstreams=[app.url.removeprefix("http://")]) as caddy,
+    ):
+        hit(caddy.https, "site/home", verify=caddy.tls)
+        url = f"{caddy.https}/v1/counters/site/home/events"
+        with stream(url, verify=caddy.tls) as events:
+            assert events.value() == 1
+            hit(caddy.https, "site/home", verify=caddy.tls)
+            assert events.value() == 2

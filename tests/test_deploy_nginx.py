@@ -21,6 +21,7 @@ import httpx2
 import pytest
 
 from tests.server import free_port, running_server
+from tests.test_event_streams import POLL, hit, stream
 from tests.test_server import send_visits
 from tests.tls import Certificate, self_signed_certificate
 from tests.tools import require_program
@@ -186,3 +187,19 @@ def test_the_app_sees_https_through_nginx_only_when_it_trusts_nginx(
         response = httpx2.get(f"{nginx.https}/stats/", verify=nginx.tls)
     assert response.status_code == 307
     assert response.headers["location"] == f"{scheme}://127.0.0.1/stats"
+
+
+def test_an_event_stream_passes_through_nginx_as_it_is_written(tmp_path: Path) -> None:
+    """Through nginx, a stream's first event comes at once and a hit shows as the next one:
+    nginx, told by the stream's X-Accel-Buffering, passes each event on unbuffered."""
+    store = f"sqlite:///{tmp_path}/visits.db"
+    with (
+        running_server("--store", store, "--trusted-proxies", NGINX, *POLL) as app,
+        running_nginx(tmp_path, instances=[app.url, app.url]) as nginx,
+    ):
+        hit(nginx.https, "site/home", verify=nginx.tls)
+        url = f"{nginx.https}/v1/counters/site/home/events"
+        with stream(url, verify=nginx.tls) as events:
+            assert events.value() == 1
+            hit(nginx.https, "site/home", verify=nginx.tls)
+            assert events.value() == 2

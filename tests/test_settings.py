@@ -75,6 +75,12 @@ def test_settings_survive_the_trip_through_the_environment(
         ({"rate_limit_store": "redis://h:x"}, "bad Redis store URL"),
         ({"cors_origins": "https://a.example/page"}, "bad origin 'https://a.example/page'"),
         ({"cors_origins": "a.example"}, "VISIT_TRACKER_CORS_ORIGINS (--cors-origins): bad origin"),
+        (
+            {"max_streams": 2048},
+            "VISIT_TRACKER_MAX_STREAMS (--max-streams, 2048) must be below "
+            "VISIT_TRACKER_MAX_CONCURRENCY (--max-concurrency, 2048)",
+        ),
+        ({"events_poll_seconds": 0.01}, "VISIT_TRACKER_EVENTS_POLL_SECONDS"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(

@@ -17,6 +17,7 @@ from visit_tracker.api import (
     dashboard,
     embed,
     errors,
+    events,
     fast_path,
     history,
     ops,
@@ -29,18 +30,21 @@ from visit_tracker.api.html_headers import HtmlSecurityHeaders
 from visit_tracker.api.observer import DirectAnswer, PatternRoute, RequestObserver
 from visit_tracker.api.proxies import behind_proxies
 from visit_tracker.api.rate_limits import RateLimitFields, limit_directly, route_class
+from visit_tracker.events import Streams
 from visit_tracker.logs import access_log
 from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits import RateLimiter, RouteClass
 from visit_tracker.rate_limits.limiter import quotas
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings, split_origins
+from visit_tracker.stopping import on_stop_signal
 
 logger = logging.getLogger("visit_tracker")
 
 
 class State(TypedDict):
     tracker: Tracker
+    streams: Streams
     metrics: Metrics
     limiter: RateLimiter
 
@@ -68,13 +72,28 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 Tracker.running(settings, metrics=metrics) as tracker,
                 RateLimiter.running(settings) as limiter,
             ):
+                streams = Streams(
+                    tracker.total,
+                    poll_seconds=settings.events_poll_seconds,
+                    limit=settings.max_streams,
+                    metrics=metrics,
+                )
                 # What exists once started (modules, the app, its routes) lives as long as the
                 # process: spare it the garbage collector's full passes, which otherwise scan it
                 # all every few thousand requests and stall every connection meanwhile.
                 gc.collect()
                 gc.freeze()
                 logger.info("ready: store open")
-                yield {"tracker": tracker, "metrics": metrics, "limiter": limiter}
+                # Event streams never end by themselves: end them as soon as the server is
+                # told to stop, or it would wait for them instead of stopping.
+                with on_stop_signal(streams.close):
+                    yield {
+                        "tracker": tracker,
+                        "streams": streams,
+                        "metrics": metrics,
+                        "limiter": limiter,
+                    }
+                streams.close()
             logger.info("stopped: pending visits committed, store closed")
         finally:
             metrics.close()
@@ -90,6 +109,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.include_router(visits.router)
     app.include_router(counters.router)
     app.include_router(history.router)
+    app.include_router(events.router)
     app.include_router(embed.router)
     app.include_router(compat.router)
     app.include_router(ops.router)

@@ -542,7 +542,8 @@ def _run(main: Coroutine[None, None, Summary]) -> Summary:
 
 @contextmanager
 def progress_bar(console: Console, plan: Plan, description: str) -> Iterator[Tick]:
-    """A progress bar over the plan's requests or seconds; yields the function that moves it."""
+    """A progress bar over the plan's requests or seconds, drawn only on a terminal (in a pipe
+    or a log it would leave its last state behind); yields the function that moves it."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -550,7 +551,9 @@ def progress_bar(console: Console, plan: Plan, description: str) -> Iterator[Tic
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, refresh_per_second=8) as progress:
+    with Progress(
+        *columns, console=console, refresh_per_second=8, disable=not console.is_terminal
+    ) as progress:
         task = progress.add_task(description, total=plan.requests or plan.duration, done=0, rate=0)
 
         def tick(done: int, seconds: float) -> None:

@@ -1,5 +1,5 @@
 """The `visit-tracker` command: `serve` runs the HTTP server, `bench` loads one,
-`export` and `import` move counts between stores."""
+`export` and `import` move counts between stores, `stats` shows a store's counters."""
 
 import asyncio
 import contextlib
@@ -28,7 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from visit_tracker import backup, transfer
+from visit_tracker import backup, summary, transfer
 from visit_tracker.bench import bench
 from visit_tracker.errors import (
     ConfigError,
@@ -39,6 +39,7 @@ from visit_tracker.errors import (
 from visit_tracker.logs import LogFormat, logging_config
 from visit_tracker.settings import ENV_PREFIX, BotFilter, LogLevel, Settings, load_settings
 from visit_tracker.stores import open_store
+from visit_tracker.stores.base import NAME_PATTERN
 
 METRICS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus-client's multiprocess directory (see metrics.py, not imported here: prometheus-client
@@ -138,6 +139,10 @@ def serve(
         typer.Option("--unique-visitors/--no-unique-visitors", help=describe("unique_visitors")),
     ] = None,
     bot_filter: Annotated[BotFilter | None, typer.Option(help=describe("bot_filter"))] = None,
+    max_streams: Annotated[int | None, typer.Option(help=describe("max_streams"))] = None,
+    events_poll_seconds: Annotated[
+        float | None, typer.Option(help=describe("events_poll_seconds"))
+    ] = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then finish in-flight visits and stop."""
     flags: dict[str, Any] = {
@@ -168,6 +173,8 @@ def serve(
         "history_days": history_days,
         "unique_visitors": unique_visitors,
         "bot_filter": bot_filter,
+        "max_streams": max_streams,
+        "events_poll_seconds": events_poll_seconds,
     }
     try:
         settings = load_settings(
@@ -302,6 +309,46 @@ def import_command(
     except (VisitTrackerError, OSError) as error:
         raise fail(f"nothing imported: {error}", code=1) from None
     typer.echo(f"visit-tracker: imported {len(records)} counters", err=True)
+
+
+def namespace_name(name: str | None) -> str | None:
+    if name is not None and not NAME_PATTERN.fullmatch(name):
+        raise typer.BadParameter("a namespace is 1 to 64 of A-Z a-z 0-9 _ . -")
+    return name
+
+
+@cli.command("stats")
+def stats_command(
+    store: Annotated[str | None, STORE_OPTION] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="Only the counters of this namespace.", callback=namespace_name),
+    ] = None,
+    top: Annotated[
+        int, typer.Option(min=0, help="How many counters to show, highest values first; 0: all.")
+    ] = 20,
+) -> None:
+    """Print a store's counters with the highest values as a table, read from the store."""
+    try:
+        url = load_settings(**({"store": store} if store else {})).store
+        with progress(
+            SpinnerColumn(), TextColumn("read {task.completed:,.0f} counters"), TimeElapsedColumn()
+        ) as bar:
+            task = bar.add_task("stats", total=None)
+            found = asyncio.run(
+                summary.summarize(
+                    url, namespace=namespace, limit=top or None, counted=lambda: bar.advance(task)
+                )
+            )
+    except (VisitTrackerError, OSError) as error:
+        raise fail(error, code=1) from None
+    output = Console()
+    if not output.is_terminal:  # whole rows for whoever reads the output: no name cut short
+        output.width = 200
+    if found.counters == 0:
+        output.print("No counters" + (f" in namespace {namespace}." if namespace else "."))
+        return
+    output.print(summary.table(found))
 
 
 def main() -> None:

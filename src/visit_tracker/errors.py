@@ -8,6 +8,7 @@ VisitTrackerError
 ├── StoreOutcomeUnknown     a write reached the store but its answer was lost: it may be applied
 ├── MalformedExport         a file given to `import` is not a valid export; nothing was imported
 ├── ShuttingDown            the server is draining and takes no new visits
+├── TooManyStreams          a worker serves as many event streams as it may; retry later
 ├── Refused                 a request the service will not carry out, as asked
 │   ├── CounterNotFound     the counter does not exist
 │   ├── CounterExists       a counter to create exists already
@@ -59,6 +60,10 @@ class MalformedExport(VisitTrackerError):
 
 class ShuttingDown(VisitTrackerError):
     """The server is shutting down and accepts no new visits."""
+
+
+class TooManyStreams(VisitTrackerError):
+    """The worker serves as many event streams as `VISIT_TRACKER_MAX_STREAMS` allows."""
 
 
 class Refused(VisitTrackerError):

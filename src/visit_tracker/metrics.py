@@ -7,6 +7,9 @@
     visit_tracker_batch_size                                histogram hits per group commit
     visit_tracker_store_apply_seconds                       histogram time of one group commit
     visit_tracker_store_errors_total{kind}                  counter   failed store operations
+    visit_tracker_event_streams                             gauge     event streams open
+    visit_tracker_event_counters                            gauge     counters polled for them
+    visit_tracker_event_streams_dropped_total               counter   streams of stalled clients
 
 `route` is the route's template (`/v1/counters/{namespace}/{key}/hits`), or `unmatched`: never
 the raw path, which a client could vary without end.
@@ -30,6 +33,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -100,6 +104,25 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # Summed over the live processes: a worker that stops takes its streams with it.
+        self.event_streams = Gauge(
+            "visit_tracker_event_streams",
+            "Event streams open (GET /v1/counters/{namespace}/{key}/events).",
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+        self.event_counters = Gauge(
+            "visit_tracker_event_counters",
+            "Counters whose value is read from the store periodically for the open streams, "
+            "once per process however many streams watch each.",
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+        self.event_streams_dropped = Counter(
+            "visit_tracker_event_streams_dropped",
+            "Event streams ended because their client took nothing written to it in time.",
+            registry=self.registry,
+        )
         self._requests: dict[tuple[str, str, int], int] = {}
         self._latencies: dict[str, _LatencyTally] = {}
 
@@ -147,6 +170,15 @@ class Metrics:
     def store_failed(self, error: BaseException) -> None:
         self.store_errors.labels(type(error).__name__).inc()
 
+    def streams_changed(self, *, streams: int, counters: int) -> None:
+        """Note how many event streams are open in this process, and how many counters they
+        watch."""
+        self.event_streams.set(streams)
+        self.event_counters.set(counters)
+
+    def stream_dropped(self) -> None:
+        self.event_streams_dropped.inc()
+
     def exposition(self) -> tuple[bytes, str]:
         """The text of every process's metrics, and its content type."""
         self.flush()
@@ -159,6 +191,10 @@ class Metrics:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
-        """Hand over what is pending. (The multiprocess directory belongs to `visit-tracker
-        serve`, which removes it when it stops; no gauge here needs a process marked dead.)"""
+        """Hand over what is pending, and take this process's gauges out of the sums. (The
+        multiprocess directory belongs to `visit-tracker serve`, which removes it when it
+        stops.)"""
         self.flush()
+        directory = os.environ.get(MULTIPROCESS_DIRECTORY)
+        if directory is not None:
+            multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]

@@ -165,6 +165,20 @@ class Settings(BaseSettings):
         "counter's bot_hits instead of its value: named (the routes that count a hit on a named "
         "counter), all (POST /visit too), or off (every hit counts).",
     )
+    max_streams: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most event streams (GET /v1/counters/{namespace}/{key}/events) each worker "
+        "process serves at once; past it, a 503.",
+    )
+    events_poll_seconds: float = Field(
+        1.0,
+        ge=0.1,
+        le=60,
+        description="Seconds between two reads of a streamed counter's value from the store, "
+        "which is how a stream learns of changes made through other processes and instances.",
+    )
     cors_origins: str = Field(
         "*",
         description="Origins whose pages may call the API from a browser: * for any, a "
@@ -223,6 +237,17 @@ class Settings(BaseSettings):
                 f"store {self.store} keeps counts inside one process, so {self.workers} workers "
                 "would each count on their own; use a shared store (sqlite, redis, postgresql) "
                 "or one worker"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _streams_leave_room_for_requests(self) -> "Settings":
+        # Every open stream is a request granian counts against max_concurrency until it ends.
+        if self.max_streams >= self.max_concurrency:
+            raise ValueError(
+                f"{ENV_PREFIX}MAX_STREAMS (--max-streams, {self.max_streams}) must be below "
+                f"{ENV_PREFIX}MAX_CONCURRENCY (--max-concurrency, {self.max_concurrency}): open "
+                "streams would hold every request a worker may handle at once"
             )
         return self
 

@@ -1,6 +1,7 @@
 """What the PostgreSQL store adds to the contract: bounded waits, honest failures, safe starts."""
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -46,6 +47,22 @@ async def eventually(condition: Callable[[], T | None], *, seconds: float = 5.0)
             return result
         await asyncio.sleep(0.01)
     raise TimeoutError(f"condition not met within {seconds:g} s")
+
+
+async def test_a_connection_numbered_past_1023_works(url: str) -> None:
+    """A store whose connections get file descriptors above 1023 — a worker holding a thousand
+    event streams — counts and reads: nothing watches them with select(), which cannot."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        store = await open_store(url, wait_limit=WAIT_LIMIT)
+        try:
+            assert await store.apply([Hit(HOME)]) == [1]
+            assert await store.value(HOME) == 1
+        finally:
+            await store.close()
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
 
 
 async def test_instances_starting_together_create_the_schema_once(url: str) -> None:

@@ -1,6 +1,7 @@
 """What the Redis stores add to the contract: URLs, failures told apart, and cluster exactness."""
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,24 @@ async def test_a_stalled_server_leaves_the_outcome_unknown_and_may_count_it(
         assert await store.apply([Hit(HOME)]) == [4]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_a_connection_numbered_past_1023_works(kind: str, new_store_url: NewStoreUrl) -> None:
+    """A store whose connections get file descriptors above 1023 — a worker holding a thousand
+    event streams — counts and reads: nothing watches them with select(), which cannot."""
+    url = new_store_url(kind)
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        store = await open_store(url, wait_limit=WAIT_LIMIT)
+        try:
+            assert await store.apply([Hit(HOME)]) == [1]
+            assert await store.value(HOME) == 1  # the connection is checked before reuse
+        finally:
+            await store.close()
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
 
 
 async def test_a_fresh_cluster_store_counts_a_burst_exactly(new_store_url: NewStoreUrl) -> None:

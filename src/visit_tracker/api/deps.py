@@ -1,11 +1,12 @@
 """What routes receive by dependency injection: the `Tracker` the lifespan opened, this
-process's `Metrics`, and who is visiting."""
+process's event `Streams`, its `Metrics`, and who is visiting."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.types import Scope
 
+from visit_tracker.events import Streams
 from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits.clients import client_address
 from visit_tracker.service import Tracker
@@ -44,3 +45,11 @@ async def get_visitor(request: Request) -> Visitor:
 
 
 VisitorDep = Annotated[Visitor, Depends(get_visitor)]
+
+
+async def get_streams(request: Request) -> Streams:
+    streams: Streams = request.state.streams
+    return streams
+
+
+StreamsDep = Annotated[Streams, Depends(get_streams)]

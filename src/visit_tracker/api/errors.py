@@ -9,7 +9,8 @@ credential that does not own the counter).
 A store that did not answer or a server that is draining gives 503 with `Retry-After`: the visit
 was not counted and a retry will likely succeed. A store that took the write but whose answer was
 lost gives 504 without `Retry-After`: the visit may have been counted, and a blind retry could
-count it twice. A client over its rate limit gets 429 with `Retry-After` and the RateLimit
+count it twice. A worker that serves as many event streams as it may answers a new one with 503
+and `Retry-After` too. A client over its rate limit gets 429 with `Retry-After` and the RateLimit
 fields (see `visit_tracker.rate_limits`). Anything unexpected is logged and gives 500.
 """
 
@@ -33,12 +34,15 @@ from visit_tracker.errors import (
     ShuttingDown,
     StoreError,
     StoreOutcomeUnknown,
+    TooManyStreams,
     Unauthenticated,
 )
 
 logger = logging.getLogger("visit_tracker")
 
 RETRY_AFTER_SECONDS = "1"
+STREAMS_RETRY_AFTER_SECONDS = "5"
+"""Streams end only when their clients leave: a slot frees up more slowly than a store recovers."""
 
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 
@@ -68,6 +72,14 @@ async def shutting_down(_: Request, __: Exception) -> JSONResponse:
         {"detail": "The server is shutting down; the visit was not counted. Retry shortly."},
         status_code=503,
         headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def too_many_streams(_: Request, __: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "This server serves as many event streams as it may. Retry shortly."},
+        status_code=503,
+        headers={"Retry-After": STREAMS_RETRY_AFTER_SECONDS},
     )
 
 
@@ -161,6 +173,7 @@ EXPECTED: dict[type[Exception], Handler] = {
     StoreError: store_failed,
     StoreOutcomeUnknown: store_unconfirmed,
     ShuttingDown: shutting_down,
+    TooManyStreams: too_many_streams,
     Refused: refused,
     RateLimited: too_many_requests,
 }

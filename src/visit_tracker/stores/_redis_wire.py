@@ -94,8 +94,11 @@ def _readable_while_idle(connection: Connection) -> bool:
     writer = connection._writer  # redis-py keeps its stream private; the socket is what we poll
     if writer is None:
         return False
-    readable, _, _ = select.select([writer.get_extra_info("socket").fileno()], [], [], 0)
-    return bool(readable)
+    # poll(), not select(): a worker holding many connections (event streams) numbers its
+    # descriptors past 1023, which select() refuses.
+    watch = select.poll()
+    watch.register(writer.get_extra_info("socket").fileno(), select.POLLIN)
+    return bool(watch.poll(0))
 
 
 def describe(error: BaseException) -> str:

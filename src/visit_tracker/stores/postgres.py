@@ -1021,8 +1021,11 @@ def _hung_up(connection: Connection) -> bool:
     """
     if connection.closed:
         return True
-    readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    return bool(readable)
+    # poll(), not select(): a worker holding many connections (event streams) numbers its
+    # descriptors past 1023, which select() refuses.
+    watch = select.poll()
+    watch.register(connection.fileno(), select.POLLIN)
+    return bool(watch.poll(0))
 
 
 def _conninfo(url: str, *, wait_limit: float) -> str:
