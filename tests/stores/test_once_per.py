@@ -39,6 +39,24 @@ async def test_a_visitor_counts_once_per_window(
     assert await store.series(HOME, **EVERYTHING) == [(TEN_MS, 6)]
 
 
+async def test_a_window_holds_back_visitors_already_recorded_in_the_hour(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """A hit whose visitor the process recorded in this hour already (`recorded`) is held back
+    by the window all the same, counts on a counter without one, and leaves the counter's
+    unique visitors as they were."""
+    time_machine.move_to(TEN, tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=30)
+    assert await store.apply([by(1), by(1, ABOUT)]) == [1, 1]
+    again = [Hit(HOME, visitor=1, recorded=True), Hit(ABOUT, visitor=1, recorded=True)]
+    assert await store.apply(again) == [1, 2]
+    time_machine.move_to(TEN + timedelta(minutes=30), tick=False)
+    assert await store.apply(again[:1]) == [2]
+    hour = [(TEN_MS, TEN_MS + 3_600_000)]
+    assert await store.visitors(HOME, ranges=hour) == [1]
+    assert await store.visitors(ABOUT, ranges=hour) == [1]
+
+
 async def test_a_mixed_batch_numbers_only_what_counts(
     store: Store, time_machine: TimeMachineFixture
 ) -> None:

@@ -565,7 +565,8 @@ class PostgresStore:
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         counts, visitors, now = tally(hits), tally_visitors(hits), now_ms()
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
-        if visitors:
+        with_ids = any(hit.visitor is not None and not hit.bot for hit in hits)
+        if with_ids:
             clauses, params = _count_once(hits, counters, counts, now=now)
             final, final_params = COUNTED_ANSWER, list[Any]()
         else:
@@ -574,7 +575,7 @@ class PostgresStore:
             )
         history_clauses, history_params = _history(tally_views(hits), visitors, now=now)
         clauses += history_clauses
-        if visitors:
+        if with_ids:
             clauses.append(ADD_COUNTED)
         prefix = f"WITH {', '.join(clauses)} " if clauses else ""
         statement = f"{prefix}{final}"
@@ -585,7 +586,7 @@ class PostgresStore:
             return await cursor.fetchall()
 
         rows = await self._run(write, writes=True)
-        if not visitors:
+        if not with_ids:
             return number_hits(hits, {CounterId(ns, key): value for ns, key, value in rows})
         totals: dict[CounterId, int] = {}
         windowed: set[CounterId] = set()

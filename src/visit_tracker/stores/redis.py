@@ -86,6 +86,7 @@ from visit_tracker.stores.base import (
     tally_visitors,
     visitor_buckets,
     visitor_span,
+    window_pairs,
 )
 from visit_tracker.stores.sketch import EXACT_BELOW
 
@@ -112,8 +113,8 @@ HIT = """
 -- only) the index set.
 -- ARGV: the time in Unix ms, the hour's start and the most ids a set keeps, then for each
 -- counter its tag, its numbers of hits (bots' not included), of those without a visitor id,
--- of bot hits, pages, referrers and distinct visitors, a (value, hits) pair for each page and
--- referrer, and each visitor id.
+-- of bot hits, pages, referrers, distinct visitors and of those new to its visitor sketches, a
+-- (value, hits) pair for each page and referrer, and each visitor id, the new ones first.
 -- Replies for each counter its value, whether it counts a visitor once per window, and the
 -- visitor ids it counted: those whose window, under `{counter hash}:counted:{id}`, had ended.
 local now, hour, exact_below = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
@@ -125,8 +126,8 @@ for i = 1, count do
     local k = 8 * (i - 1)
     local counter, tag, hits, bots = KEYS[k + 1], ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 3]
     local pages, referrers = tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
-    local visitors = tonumber(ARGV[at + 6])
-    local ids = at + 7 + 2 * (pages + referrers)
+    local visitors, new = tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7])
+    local ids = at + 8 + 2 * (pages + referrers)
     local window, marked = 0, {}
     if visitors > 0 then
         window = tonumber(redis.call('HGET', counter, 'count_once_per') or '0')
@@ -152,7 +153,7 @@ for i = 1, count do
     if bots ~= '0' then redis.call('HINCRBY', counter, 'bot_hits', bots) end
     if hits > 0 then redis.call('HINCRBY', KEYS[k + 2], hour, hits) end
     if index then redis.call('SADD', index, tag) end
-    at = at + 7
+    at = at + 8
     for _ = 1, pages do
         redis.call('HINCRBY', KEYS[k + 3], ARGV[at], ARGV[at + 1])
         at = at + 2
@@ -161,8 +162,8 @@ for i = 1, count do
         redis.call('HINCRBY', KEYS[k + 4], ARGV[at], ARGV[at + 1])
         at = at + 2
     end
-    for first = at, at + visitors - 1, 1000 do  -- unpack takes a few thousand values at most
-        local last = math.min(first + 999, at + visitors - 1)
+    for first = at, at + new - 1, 1000 do  -- unpack takes a few thousand values at most
+        local last = math.min(first + 999, at + new - 1)
         for s = 5, 6 do
             redis.call('PFADD', KEYS[k + s], unpack(ARGV, first, last))
             if redis.call('SCARD', KEYS[k + s + 2]) < exact_below then
@@ -348,13 +349,18 @@ def _hit_arguments(
     hits: Sequence[Hit],
 ) -> dict[CounterId, tuple[EncodableT, ...]]:
     """Per counter of a batch, the HIT script's arguments after its tag: the numbers of its
-    hits, of those without a visitor id, of bot hits, pages, referrers and visitors, a (value,
-    hits) pair for each page, then for each referrer, then each visitor id."""
+    hits, of those without a visitor id, of bot hits, pages, referrers, visitors and new
+    visitors (those this process has not recorded in the hour), a (value, hits) pair for each
+    page, then for each referrer, then each visitor id, the new ones first."""
     pages: dict[CounterId, list[EncodableT]] = defaultdict(list)
     referrers: dict[CounterId, list[EncodableT]] = defaultdict(list)
     for (counter, kind, value), count in tally_views(hits).items():
         (pages if kind == "page" else referrers)[counter].extend((value, count))
-    visitors, bots = tally_visitors(hits), tally_bots(hits)
+    new, bots = tally_visitors(hits), tally_bots(hits)
+    visitors: dict[CounterId, list[int]] = {c: list(ids) for c, ids in new.items()}
+    for counter, visitor in window_pairs(hits):
+        if visitor not in new.get(counter, ()):
+            visitors.setdefault(counter, []).append(visitor)
     anonymous = Tally(hit.counter for hit in hits if hit.visitor is None and not hit.bot)
     return {
         counter: (
@@ -364,6 +370,7 @@ def _hit_arguments(
             len(pages[counter]) // 2,
             len(referrers[counter]) // 2,
             len(visitors.get(counter, ())),
+            len(new.get(counter, ())),
             *pages[counter],
             *referrers[counter],
             *visitors.get(counter, ()),
