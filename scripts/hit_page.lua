@@ -1,14 +1,9 @@
--- wrk script: hits with a page and a referrer, each from one of 10,000 browsers (User-Agents),
--- so that unique visitors are counted as for real traffic rather than for one client.
-local browsers = 10000
+-- wrk script: hits with a page and a referrer from 10,000 visitors (see visitors.lua).
+dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "visitors.lua")
 local body = '{"page": "/blog/post", "referrer": "https://news.example.org/item"}'
-local n = 0
 
 request = function()
-    n = n + 1
-    local headers = {
-        ["Content-Type"] = "application/json",
-        ["User-Agent"] = "Mozilla/5.0 (bench " .. (n % browsers) .. ")",
-    }
+    local headers = visitor_headers()
+    headers["Content-Type"] = "application/json"
     return wrk.format("POST", nil, headers, body)
 end

@@ -1,10 +1,7 @@
--- wrk script: POST requests, each from one of 10,000 browsers (User-Agents), so that unique
--- visitors are counted as for real traffic rather than for one client.
-local browsers = 10000
-local n = 0
+-- wrk script: POST requests from 10,000 visitors (see visitors.lua), so that unique visitors
+-- are counted as for a real site's traffic rather than for one client.
+dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "visitors.lua")
 
 request = function()
-    n = n + 1
-    local headers = {["User-Agent"] = "Mozilla/5.0 (bench " .. (n % browsers) .. ")"}
-    return wrk.format("POST", nil, headers)
+    return wrk.format("POST", nil, visitor_headers())
 end
