@@ -4,12 +4,13 @@ URL: `postgresql://user@host:5432/db` or `postgres://…`; any libpq parameter m
 query string, e.g. `?options=-csearch_path%3Dcounting` to keep the tables in their own schema.
 
 Speed: a batch is one statement, `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE …
-RETURNING`, in its own implicit transaction: one round trip, prepared by psycopg after a few
-uses (a batch of one counter, the usual case, has a simpler statement of its own). The same
-statement adds the batch to the counters' history, in data-modifying `WITH` clauses: their
-hourly buckets, and their daily page and referrer buckets when the batch has any. A batch's
-counters (and pages) are sorted, and every statement writes its tables in the same order, so
-concurrent batches lock rows in the same order and cannot deadlock.
+RETURNING`, in its own implicit transaction: one round trip, prepared on each connection at its
+first use and sent without psycopg's cursors (see `_postgres_wire.py`); a batch of one counter,
+the usual case, has a simpler statement of its own. The same statement adds the batch to the
+counters' history, in data-modifying `WITH` clauses: their hourly buckets, and their daily page
+and referrer buckets when the batch has any. A batch's counters (and pages) are sorted, and
+every statement writes its tables in the same order, so concurrent batches lock rows in the
+same order and cannot deadlock.
 A counter's times are the server's clock, the one clock every instance shares. History buckets
 are named by the instance's clock, as on every other store: an hour is wide enough for clocks
 kept by NTP, and the time a read or a purge asks about is the instance's too.
@@ -61,6 +62,7 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
+from visit_tracker.stores._postgres_wire import fetch_prepared
 from visit_tracker.stores.base import (
     DAY_MS,
     HOUR_MS,
@@ -468,8 +470,7 @@ class PostgresStore:
         )
 
         async def write(connection: Connection) -> list[TupleRow]:
-            cursor = await connection.execute(statement, params)
-            return await cursor.fetchall()
+            return await fetch_prepared(connection, statement, params)
 
         rows = await self._run(write, writes=True)
         return number_hits(hits, {CounterId(ns, key): value for ns, key, value in rows})
