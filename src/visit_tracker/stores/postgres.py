@@ -472,7 +472,7 @@ class PostgresStore:
         async def write(connection: Connection) -> list[TupleRow]:
             return await fetch_prepared(connection, statement, params)
 
-        rows = await self._run(write, writes=True)
+        rows = await self._run(write, writes=True, prompt=True)
         return number_hits(hits, {CounterId(ns, key): value for ns, key, value in rows})
 
     async def value(self, counter: CounterId) -> int:
@@ -674,13 +674,27 @@ class PostgresStore:
 
         return await self._run(run, writes=writes)
 
-    async def _run(self, operation: Callable[[Connection], Awaitable[T]], *, writes: bool) -> T:
+    async def _run(
+        self,
+        operation: Callable[[Connection], Awaitable[T]],
+        *,
+        writes: bool,
+        prompt: bool = False,
+    ) -> T:
         """Run one operation on a pooled connection, answering within the wait limit.
 
-        The operation runs in its own task: if the server falls silent, the caller is answered
-        at the limit while psycopg cancels the statement in the background.
+        An operation made of psycopg's calls runs in its own task: if the server falls silent,
+        the caller is answered at the limit while psycopg cancels the statement in the
+        background. A `prompt` operation, one that gives up at once when it is cancelled (as
+        `fetch_prepared` does), is simply cancelled at the limit, with no task to start.
         """
         attempt = _Attempt()
+        if prompt:
+            try:
+                async with asyncio.timeout(self._wait_limit):
+                    return await self._attempt(operation, attempt, writes=writes)
+            except TimeoutError:
+                raise self._silent(attempt, writes=writes) from None
         task = asyncio.ensure_future(self._attempt(operation, attempt, writes=writes))
         try:
             done, _ = await asyncio.wait({task}, timeout=self._wait_limit)
@@ -690,13 +704,17 @@ class PostgresStore:
         if done:
             return task.result()
         self._abandon(task)
+        raise self._silent(attempt, writes=writes)
+
+    def _silent(self, attempt: _Attempt, *, writes: bool) -> StoreError | StoreOutcomeUnknown:
+        """The error of an operation the server did not answer within the wait limit."""
         self._reachable = False
         silence = f"PostgreSQL store {self._name} did not answer within {self._wait_limit:g} s"
         if writes and attempt.sent:
-            raise StoreOutcomeUnknown(
+            return StoreOutcomeUnknown(
                 f"{silence} after a write was sent: it may or may not have been applied"
             )
-        raise StoreUnavailable(silence)
+        return StoreUnavailable(silence)
 
     async def _attempt(
         self, operation: Callable[[Connection], Awaitable[T]], attempt: _Attempt, *, writes: bool
