@@ -2,11 +2,12 @@
 
 Each configuration is `label` or `label:NAME=value,NAME=value` (extra environment variables, e.g.
 `on:VISIT_TRACKER_ACCESS_LOG=true`), served by its own server (a free loopback port, a fresh
-SQLite file), all started at once and idle but for their turn. Rounds alternate the
-configurations, so load from other work on the machine falls on all of them alike. Prints every
-run, then the median, min and max per configuration.
+SQLite file unless the configuration sets `VISIT_TRACKER_STORE`), all started at once and idle
+but for their turn. Rounds alternate the configurations, so load from other work on the machine
+falls on all of them alike. Prints every run, then the median, min and max per configuration.
 
     .venv/bin/python scripts/compare.py off on:VISIT_TRACKER_ACCESS_LOG=true --rounds 5
+    .venv/bin/python scripts/compare.py sqlite pg:VISIT_TRACKER_STORE=postgresql://db/visits
 
 Each `--load PATH[=SCRIPT]` (default `/visit=scripts/post.lua`) is run on every configuration in
 every round: several loads compare routes on the same servers, in the same run.
@@ -74,12 +75,14 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def serving(env: dict[str, str], *, workers: int, directory: Path) -> Iterator[tuple[str, int]]:
-    """A fresh server on a free loopback port with its own SQLite file; stopped on exit."""
+    """A fresh server on a free loopback port, by default with its own SQLite file; stopped on
+    exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "visit_tracker", "serve", "--host", "127.0.0.1"]
     serve += ["--port", str(port), "--workers", str(workers)]
-    serve += ["--store", f"sqlite:///{directory}/visits.db"]
+    if "VISIT_TRACKER_STORE" not in env:
+        serve += ["--store", f"sqlite:///{directory}/visits.db"]
     with open(directory / "server.log", "wb") as log:  # its logs, written as in production
         # A process group, not a session: see `serving` in bench.py.
         process = subprocess.Popen(serve, env={**os.environ, **env}, stderr=log, process_group=0)

@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -13,7 +14,7 @@ import pytest
 from tests.postgres import execute, fresh_schema, private_server, store_backends
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
-from visit_tracker.stores import CounterId, Hit, Store, open_store
+from visit_tracker.stores import CounterId, Hit, Store, open_store, postgres
 from visit_tracker.stores.postgres import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
@@ -153,6 +154,38 @@ async def test_connections_the_server_ended_while_idle_are_replaced_unseen(url: 
         assert time.monotonic() - started < 1.0
     finally:
         await store.close()
+
+
+async def backends_that_ran_batches(url: str, *, batches: int) -> tuple[int, int]:
+    """How many server processes a store of its own had, and on how many of them it ran the
+    last of `batches` batches applied one after another."""
+    name = f"vt-{uuid.uuid4().hex[:16]}"
+    store = await open_store(f"{url}&application_name={name}", wait_limit=5.0)
+    try:
+        for _ in range(batches):
+            await store.apply([Hit(HOME)])
+        last_queries = execute(
+            url, "SELECT query FROM pg_stat_activity WHERE application_name = %s", (name,)
+        )
+    finally:
+        await store.close()
+    ran_batches = [query for (query,) in last_queries if "INSERT INTO counters" in str(query)]
+    return len(last_queries), len(ran_batches)
+
+
+async def test_batches_one_after_another_run_on_one_connection(url: str) -> None:
+    """Batches applied one after another all go to one server process, not to each of the
+    pool's connections in turn."""
+    assert await backends_that_ran_batches(url, batches=10) == (2, 1)
+
+
+async def test_the_batch_connection_goes_back_to_the_pool_in_time(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once kept for its time, the batch connection goes back to the pool, which hands out its
+    connections in turn."""
+    monkeypatch.setattr(postgres, "KEEP_BATCH_CONNECTION", 0.0)
+    assert await backends_that_ran_batches(url, batches=10) == (2, 2)
 
 
 async def wait_until_answering(store: Store) -> None:

@@ -4,12 +4,13 @@ URL: `postgresql://user@host:5432/db` or `postgres://…`; any libpq parameter m
 query string, e.g. `?options=-csearch_path%3Dcounting` to keep the tables in their own schema.
 
 Speed: a batch is one statement, `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE …
-RETURNING`, in its own implicit transaction: one round trip, prepared by psycopg after a few
-uses (a batch of one counter, the usual case, has a simpler statement of its own). The same
-statement adds the batch to the counters' history, in data-modifying `WITH` clauses: their
-hourly buckets, and their daily page and referrer buckets when the batch has any. A batch's
-counters (and pages) are sorted, and every statement writes its tables in the same order, so
-concurrent batches lock rows in the same order and cannot deadlock.
+RETURNING`, in its own implicit transaction: one round trip, prepared on each connection at its
+first use and sent without psycopg's cursors (see `_postgres_wire.py`), on the connection the
+last batch used; a batch of one counter, the usual case, has a simpler statement of its own.
+The same statement adds the batch to the counters' history, in data-modifying `WITH` clauses:
+their hourly buckets, and their daily page and referrer buckets when the batch has any. A
+batch's counters (and pages) are sorted, and every statement writes its tables in the same
+order, so concurrent batches lock rows in the same order and cannot deadlock.
 A counter's times are the server's clock, the one clock every instance shares. History buckets
 are named by the instance's clock, as on every other store: an hour is wide enough for clocks
 kept by NTP, and the time a read or a purge asks about is the instance's too.
@@ -62,6 +63,7 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
+from visit_tracker.stores._postgres_wire import fetch_prepared
 from visit_tracker.stores.base import (
     DAY_MS,
     HOUR_MS,
@@ -506,6 +508,14 @@ MIN_CONNECTIONS = 2
 MAX_CONNECTIONS = 4
 """Per process: the recorder writes one batch at a time; the rest serve reads and probes."""
 
+KEEP_BATCH_CONNECTION = 60.0
+"""Seconds the batch write keeps one connection out of the pool at most.
+
+Batches on one connection, so on one server process, cost the server and the client less than
+batches taken in turn from the pool's connections. Given back after this, the connection comes
+under the pool's own rules again (its lifetime limit).
+"""
+
 EXPORT_CHUNK = 1000
 """Counters fetched per round trip by `export`."""
 
@@ -536,6 +546,8 @@ class PostgresStore:
         self._wait_limit = wait_limit
         self._reachable = True
         self._abandoned: set[asyncio.Task[Any]] = set()
+        self._batch_connection: tuple[Connection, float] | None = None
+        """The last batch write's connection, and until when it may be kept out of the pool."""
 
     @classmethod
     async def open(cls, url: str, *, wait_limit: float) -> "PostgresStore":
@@ -582,10 +594,9 @@ class PostgresStore:
         params = [*params, *history_params, *final_params]
 
         async def write(connection: Connection) -> list[TupleRow]:
-            cursor = await connection.execute(statement, params)
-            return await cursor.fetchall()
+            return await fetch_prepared(connection, statement, params)
 
-        rows = await self._run(write, writes=True)
+        rows = await self._run(write, writes=True, batch=True)
         if not with_ids:
             return number_hits(hits, {CounterId(ns, key): value for ns, key, value in rows})
         totals: dict[CounterId, int] = {}
@@ -797,6 +808,9 @@ class PostgresStore:
         await self._run(select_one, writes=False)
 
     async def close(self) -> None:
+        if self._batch_connection is not None:
+            await self._pool.putconn(self._batch_connection[0])
+            self._batch_connection = None
         for task in self._abandoned:
             task.cancel()
         if self._abandoned:
@@ -815,13 +829,28 @@ class PostgresStore:
 
         return await self._run(run, writes=writes)
 
-    async def _run(self, operation: Callable[[Connection], Awaitable[T]], *, writes: bool) -> T:
+    async def _run(
+        self,
+        operation: Callable[[Connection], Awaitable[T]],
+        *,
+        writes: bool,
+        batch: bool = False,
+    ) -> T:
         """Run one operation on a pooled connection, answering within the wait limit.
 
-        The operation runs in its own task: if the server falls silent, the caller is answered
-        at the limit while psycopg cancels the statement in the background.
+        An operation made of psycopg's calls runs in its own task: if the server falls silent,
+        the caller is answered at the limit while psycopg cancels the statement in the
+        background. The `batch` write gives up at once when it is cancelled (see
+        `fetch_prepared`), so it is simply cancelled at the limit, with no task to start; it
+        runs on the connection the last batch ran on while the server keeps it.
         """
         attempt = _Attempt()
+        if batch:
+            try:
+                async with asyncio.timeout(self._wait_limit):
+                    return await self._attempt(operation, attempt, writes=writes, batch=True)
+            except TimeoutError:
+                raise self._silent(attempt, writes=writes) from None
         task = asyncio.ensure_future(self._attempt(operation, attempt, writes=writes))
         try:
             done, _ = await asyncio.wait({task}, timeout=self._wait_limit)
@@ -831,31 +860,62 @@ class PostgresStore:
         if done:
             return task.result()
         self._abandon(task)
+        raise self._silent(attempt, writes=writes)
+
+    def _silent(self, attempt: _Attempt, *, writes: bool) -> StoreError | StoreOutcomeUnknown:
+        """The error of an operation the server did not answer within the wait limit."""
         self._reachable = False
         silence = f"PostgreSQL store {self._name} did not answer within {self._wait_limit:g} s"
         if writes and attempt.sent:
-            raise StoreOutcomeUnknown(
+            return StoreOutcomeUnknown(
                 f"{silence} after a write was sent: it may or may not have been applied"
             )
-        raise StoreUnavailable(silence)
+        return StoreUnavailable(silence)
 
     async def _attempt(
-        self, operation: Callable[[Connection], Awaitable[T]], attempt: _Attempt, *, writes: bool
+        self,
+        operation: Callable[[Connection], Awaitable[T]],
+        attempt: _Attempt,
+        *,
+        writes: bool,
+        batch: bool = False,
     ) -> T:
         try:
-            connection = await self._live_connection()
+            connection, keep_until = await self._connection(batch=batch)
         except PoolTimeout as error:
             self._reachable = False
             raise self._no_connection() from error
         attempt.sent = True
+        kept = False
         try:
             result = await operation(connection)
+            kept = batch and self._keep(connection, until=keep_until)
         except psycopg.Error as error:
             raise self._failure(error, connection, writes=writes) from error
         finally:
-            await self._pool.putconn(connection)
+            if not kept:  # a connection that failed goes back: the pool checks it
+                await self._pool.putconn(connection)
         self._reachable = True
         return result
+
+    async def _connection(self, *, batch: bool) -> tuple[Connection, float]:
+        """A connection for an operation, and until when a batch write may keep it: the last
+        batch's, for a batch while the server keeps it, else one from the pool."""
+        if batch and self._batch_connection is not None:
+            (connection, keep_until), self._batch_connection = self._batch_connection, None
+            if not _hung_up(connection):
+                return connection, keep_until
+            await connection.close()
+            await self._pool.putconn(connection)
+        return await self._live_connection(), time.monotonic() + KEEP_BATCH_CONNECTION
+
+    def _keep(self, connection: Connection, *, until: float) -> bool:
+        """Keep a batch's connection for the next batch, unless one is kept already (batches
+        ran side by side) or it has been kept long enough; whether it was kept."""
+        if self._batch_connection is not None or time.monotonic() >= until:
+            return False
+        self._batch_connection = (connection, until)
+        return True
 
     async def _live_connection(self) -> Connection:
         """A pooled connection the server has not hung up on; PoolTimeout if none comes.
