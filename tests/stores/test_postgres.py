@@ -188,6 +188,33 @@ async def test_the_batch_connection_goes_back_to_the_pool_in_time(
     assert await backends_that_ran_batches(url, batches=10) == (2, 2)
 
 
+async def test_a_window_set_elsewhere_applies_within_the_recheck_time(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that found a counter without a window counts every hit of a visitor until
+    WINDOW_RECHECK has passed since, though another process gave the counter a window; then
+    it holds the visitor's repeats back. A window set through the process itself applies at
+    once."""
+    now = [1000.0]
+    monkeypatch.setattr(postgres, "_clock", lambda: now[0])
+    home = CounterId("site", "home")
+    counting, other = await open_store(url, wait_limit=2.0), await open_store(url, wait_limit=2.0)
+    try:
+        assert await counting.apply([Hit(home, visitor=7)]) == [1]
+        assert await other.update(home, count_once_per=30) is not None
+        assert await counting.apply([Hit(home, visitor=7)]) == [2]
+        now[0] += postgres.WINDOW_RECHECK
+        assert await counting.apply([Hit(home, visitor=7)]) == [3]  # counted, window begins
+        assert await counting.apply([Hit(home, visitor=7)]) == [3]
+        assert await counting.update(home, count_once_per=0) is not None
+        assert await counting.apply([Hit(home, visitor=7), Hit(home, visitor=7)]) == [4, 5]
+        assert await counting.update(home, count_once_per=30) is not None
+        assert await counting.apply([Hit(home, visitor=8), Hit(home, visitor=8)]) == [6, 6]
+    finally:
+        await counting.close()
+        await other.close()
+
+
 async def wait_until_answering(store: Store) -> None:
     """Ping until the store answers; 15 s at most."""
     for _ in range(150):
