@@ -57,6 +57,29 @@ async def test_a_window_holds_back_visitors_already_recorded_in_the_hour(
     assert await store.visitors(ABOUT, ranges=hour) == [1]
 
 
+async def test_purge_and_delete_drop_the_visitors_of_an_hour_of_held_back_hits(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """An hour in which a window held back every hit still lists its visitors: a purge drops
+    them, and so does deleting the counter (its next life starts with none)."""
+    time_machine.move_to(datetime(2026, 3, 1, 10, 50, tzinfo=UTC), tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=30)
+    assert await store.apply([by(1)]) == [1]
+    time_machine.move_to(datetime(2026, 3, 1, 11, 5, tzinfo=UTC), tick=False)
+    assert await store.apply([by(1)]) == [1]
+    eleven = [(TEN_MS + 3_600_000, TEN_MS + 7_200_000)]
+    assert await store.visitors(HOME, ranges=eleven) == [1]
+    await store.purge(TEN_MS + 7_200_000)
+    assert await store.visitors(HOME, ranges=eleven) == [0]
+    time_machine.move_to(datetime(2026, 3, 1, 12, 5, tzinfo=UTC), tick=False)
+    twelve = [(TEN_MS + 7_200_000, TEN_MS + 3 * 3_600_000)]
+    assert await store.apply([by(1)]) == [2]
+    time_machine.move_to(datetime(2026, 3, 1, 12, 10, tzinfo=UTC), tick=False)
+    assert await store.apply([Hit(HOME, visitor=2, recorded=False)]) == [3]
+    assert await store.delete(HOME)
+    assert await store.visitors(HOME, ranges=twelve) == [0]
+
+
 async def test_a_mixed_batch_numbers_only_what_counts(
     store: Store, time_machine: TimeMachineFixture
 ) -> None:

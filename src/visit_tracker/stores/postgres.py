@@ -232,14 +232,15 @@ COUNT_ONCE = """
     ),
     hours AS (
         INSERT INTO hourly_hits AS h (namespace, key, hour, hits)
-        SELECT namespace, key, %s::bigint, hits FROM counts WHERE hits > 0 ORDER BY position
+        SELECT namespace, key, %s::bigint, hits FROM counts ORDER BY position
         ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
     )
 """
 """Decides which of a batch's hits count, for a batch with visitor ids: on a counter that
 counts a visitor once per window, the hits without a visitor id and the visitors whose window
 had ended, which it marks counted until the window's end; on the others every hit (bots' aside).
-Then adds the counted hits to the hourly buckets. Parameters: the counters that have visitors
+Then adds the counted hits to the hourly buckets, 0 included: an hour of held-back hits
+still lists its visitor buckets for the purge. Parameters: the counters that have visitors
 (namespaces, keys); the time; the distinct (counter, visitor) pairs, sorted; the time again;
 the batch's counters with their hits, hits without a visitor id, and bot hits; the hour."""
 

@@ -151,7 +151,9 @@ for i = 1, count do
     redis.call('HSETNX', counter, 'created_at', ARGV[1])
     redis.call('HSET', counter, 'updated_at', ARGV[1])
     if bots ~= '0' then redis.call('HINCRBY', counter, 'bot_hits', bots) end
-    if hits > 0 then redis.call('HINCRBY', KEYS[k + 2], hour, hits) end
+    if hits > 0 or new > 0 then  -- the hours hash lists the visitor buckets too
+        redis.call('HINCRBY', KEYS[k + 2], hour, hits)
+    end
     if index then redis.call('SADD', index, tag) end
     at = at + 8
     for _ = 1, pages do

@@ -309,7 +309,7 @@ class SqliteStore:
                 for counter, count in tally(hits, counted).items():
                     row = (counter.namespace, counter.key, count, bots.get(counter, 0), now, now)
                     (totals[counter],) = self._db.execute(UPSERT_HITS, row).fetchone()
-                    if count:
+                    if count or counter in visitors:  # the hour lists its visitor buckets
                         hour_row = (counter.namespace, counter.key, hour, count)
                         self._db.execute(UPSERT_HOUR, hour_row)
                 for (counter, kind, value), count in views.items():
