@@ -1,14 +1,19 @@
 """The direct path for the hottest routes answers, and fails, the way the framework does."""
 
 import json
+import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.types import Message, Scope
 
+from tests.server import AS_BROWSER, running_server
 from visit_tracker.api.fast_path import LARGEST_DIRECT_BODY, answer_directly
 from visit_tracker.app import create_app
 from visit_tracker.service import Tracker
@@ -125,3 +130,21 @@ def test_bad_names_on_the_hits_route_are_the_frameworks_422(hits_client: TestCli
         answer = hits_client.post(path)
         assert answer.status_code == 422
         assert "1 to 64 characters" in json.dumps(answer.json())
+
+
+def test_a_hit_whose_client_leaves_before_its_body_ends_counts_nothing(tmp_path: Path) -> None:
+    """A client that declares a body, sends none of it and hangs up has not sent a hit: the
+    counter is not created; a complete hit sent after it counts 1."""
+    store = f"sqlite:///{tmp_path}/visits.db"
+    with running_server("--store", store, env={"VISIT_TRACKER_RATE_LIMIT_HITS": "0"}) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        head = (
+            f"POST {HITS} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            "User-Agent: Mozilla/5.0\r\nContent-Length: 200\r\n\r\n"
+        )
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(head.encode())  # and none of the body
+        time.sleep(0.5)  # the server notices the hang-up; nothing to wait on from this side
+        assert httpx2.get(f"{server.url}/v1/counters/site/home").status_code == 404
+        hit = httpx2.post(f"{server.url}{HITS}", json={"page": "/a"}, headers=AS_BROWSER)
+        assert hit.json()["value"] == 1
