@@ -1,6 +1,7 @@
 """Unique visitors: ids made of a daily salt, counted through every route that counts, and no
 address or User-Agent left behind in the store or the log."""
 
+import asyncio
 import signal
 import socket
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,9 @@ from time_machine import TimeMachineFixture
 
 from tests.server import running_server
 from visit_tracker.app import create_app
+from visit_tracker.errors import StoreOutcomeUnknown, StoreUnavailable
+from visit_tracker.metrics import Metrics
+from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings
 from visit_tracker.stores.base import DAY_MS
 from visit_tracker.stores.memory import MemoryStore
@@ -64,6 +68,34 @@ async def test_ids_take_the_salt_of_the_day_from_the_store_once_a_day(
     assert await ids.id_of(ALICE, namespace="site") != morning
     day = int(NOON.replace(hour=0).timestamp() * 1000)
     assert asked == [day, day + DAY_MS]
+
+
+@pytest.mark.anyio
+async def test_the_salt_is_asked_once_by_many_at_a_time_and_again_after_a_failure(
+    time_machine: TimeMachineFixture,
+) -> None:
+    """Requests that need the day's salt together share one store call; a lost answer is
+    reported as nothing done (StoreUnavailable, safe to retry), and the next request asks
+    again."""
+    time_machine.move_to(NOON, tick=False)
+    store, asked = MemoryStore(), []
+    failures = [StoreOutcomeUnknown("the answer was lost")]
+
+    async def salt_of(day: int) -> bytes:
+        asked.append(day)
+        await asyncio.sleep(0)
+        if failures:
+            raise failures.pop()
+        return await store.salt(day)
+
+    ids = VisitorIds(salt_of)
+    first = await asyncio.gather(
+        *(ids.id_of(ALICE, namespace="site") for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(error, StoreUnavailable) for error in first)
+    again = await asyncio.gather(*(ids.id_of(ALICE, namespace="site") for _ in range(5)))
+    assert len(set(again)) == 1
+    assert len(asked) == 2
 
 
 def test_each_counting_route_counts_visitors_by_user_agent(
@@ -181,3 +213,19 @@ def test_a_deleted_counter_counts_its_visitors_again(time_machine: TimeMachineFi
         client.post(f"{COUNTER}/hits")
         counter = client.get(COUNTER).json()
     assert (counter["value"], counter["visitors"]["today"]) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_the_hourly_purge_deletes_old_salts_without_any_visitor(
+    time_machine: TimeMachineFixture,
+) -> None:
+    """Two days on, the hourly purge deletes a day's salt though no visitor came since, so its
+    ids can no longer be recomputed."""
+    store = MemoryStore()
+    tracker = Tracker(store, metrics=Metrics())
+    time_machine.move_to(NOON, tick=False)
+    day = int(NOON.replace(hour=0).timestamp() * 1000)
+    first = await store.salt(day)
+    time_machine.move_to(NOON + timedelta(days=2), tick=False)
+    await tracker.purge_history()
+    assert await store.salt(day) != first

@@ -219,9 +219,12 @@ class Tracker:
         return pages, referrers
 
     async def purge_history(self) -> None:
-        """Delete every counter's history older than the days it is kept."""
+        """Delete every counter's history older than the days it is kept, and the visitor
+        salts of days before yesterday even when no visitor came today."""
         before = history.purge_before(now_ms(), history_days=self._history_days)
         await self._asked(self._store.purge(before))
+        if self._visitor_ids is not None:  # asking for today's salt deletes the older ones
+            await self._asked(self._store.salt(history.bucket_of("day", now_ms())))
 
     async def _purge_history_hourly(self) -> None:
         while True:

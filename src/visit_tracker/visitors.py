@@ -14,6 +14,7 @@ Known bots are told by their User-Agent, from the crawler-user-agents list (a re
 expression per crawler, maintained by many contributors and released often); see `is_bot`.
 """
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from functools import lru_cache
 
 import crawleruseragents
 
+from visit_tracker.errors import StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.stores.base import day_of, now_ms
 from visit_tracker.stores.sketch import ID_BITS
 
@@ -73,20 +75,33 @@ def visitor_id(visitor: Visitor, *, namespace: str, salt: bytes) -> int:
 
 
 class VisitorIds:
-    """Makes visitor ids with the current day's salt, asked of the store once a day."""
+    """Makes visitor ids with the current day's salt, asked of the store once a day: the
+    requests that arrive while it is being asked wait for the same answer."""
 
     def __init__(self, salt_of: Callable[[int], Awaitable[bytes]]) -> None:
         self._salt_of = salt_of
         self._day: int | None = None
-        self._salt = b""
+        self._salt: asyncio.Future[bytes] | None = None
 
     async def id_of(self, visitor: Visitor, *, namespace: str) -> int:
-        """The visitor's id in the namespace today."""
+        """The visitor's id in the namespace today; `StoreUnavailable` if the day's salt
+        cannot be had (asking for it again is safe: making a salt is idempotent)."""
         day = day_of(now_ms())
-        if day != self._day:
-            salt = await self._salt_of(day)
-            self._day, self._salt = day, salt
-        return visitor_id(visitor, namespace=namespace, salt=self._salt)
+        if day != self._day or self._salt is None:
+            self._day, self._salt = day, asyncio.ensure_future(self._fetch(day))
+        salt = self._salt
+        try:
+            return visitor_id(visitor, namespace=namespace, salt=await asyncio.shield(salt))
+        except Exception:
+            if self._salt is salt:  # the next request asks again
+                self._salt = None
+            raise
+
+    async def _fetch(self, day: int) -> bytes:
+        try:
+            return await self._salt_of(day)
+        except StoreOutcomeUnknown as error:  # the salt is made once whatever happened
+            raise StoreUnavailable(f"the day's visitor salt could not be read: {error}") from error
 
 
 class RecentVisitors:
@@ -94,9 +109,9 @@ class RecentVisitors:
     within the hour needs no new record, since its hour and its day already hold it.
 
     Bounded: two generations of at most `capacity` entries each; when the newer one fills, the
-    older is dropped. An entry is a 64-bit hash of (counter, hour, visitor id): two colliding
-    would make one visitor be skipped, at odds of one in 2**64 per pair. A counter deleted by
-    another process may miss, for the rest of the hour, a visitor this one had recorded.
+    older is dropped. An entry is Python's hash of (counter, hour, visitor id): two colliding
+    would make one visitor be skipped, at odds of about one in 2**61 per pair. A counter deleted
+    by another process may miss, for the rest of the hour, a visitor this one had recorded.
     """
 
     def __init__(self, capacity: int = 65_536) -> None:

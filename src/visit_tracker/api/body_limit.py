@@ -1,8 +1,9 @@
 """A limit on request bodies: one declared larger is refused with a JSON 413, unread.
 
 No route reads a body sent without a length (chunked) today, so such a body is never
-collected. The direct routes in front of the framework
-(`POST /visit`, `GET /stats`) read no body, so this guards the framework's routes.
+collected. Of the direct routes in front of the framework, `POST /visit` and `GET /stats` read
+no body, and the hits route takes directly only a body declared within this limit (see
+`fast_path`): this guards the framework's routes.
 """
 
 from collections.abc import Iterable

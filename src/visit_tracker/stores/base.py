@@ -5,8 +5,9 @@ so that concurrent visits get distinct, gap-free numbers however they are batche
 known bot adds nothing to the value: it counts in the counter's bot hits, in the same step, and
 is told the value as it stands; so is a repeated hit of a visitor on a counter that counts
 each visitor once per so many minutes (`count_once_per`). In the same atomic step the counted
-hits are added to the counter's history: hourly buckets `(counter, hour) -> hits`
-and daily page and referrer buckets `(counter, day, kind, value) -> hits`. A bucket is named by
+hits are added to the counter's hourly buckets `(counter, hour) -> hits`, and every hit but a
+bot's, held back or not, to its daily page and referrer buckets `(counter, day, kind, value)
+-> hits` and to its visitors (see `sketch.py`). A bucket is named by
 its start in Unix milliseconds (UTC), taken from the store's clock when the batch is applied.
 """
 

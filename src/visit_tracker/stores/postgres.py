@@ -559,6 +559,9 @@ class PostgresStore:
         """The last batch write's connection, and until when it may be kept out of the pool."""
         self._windowless: dict[CounterId, float] = {}
         """Counters found without a window, each until when it is taken to have none still."""
+        self._windows_changed = 0
+        """Windows set through this process so far: a batch that began before one learns
+        nothing from what it read."""
 
     @classmethod
     async def open(cls, url: str, *, wait_limit: float) -> "PostgresStore":
@@ -588,7 +591,7 @@ class PostgresStore:
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
         counts, visitors, now = tally(hits), tally_visitors(hits), now_ms()
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
-        with_ids = self._may_have_windows(hits)
+        with_ids, changed = self._may_have_windows(hits), self._windows_changed
         if with_ids:
             clauses, params = _count_once(hits, counters, counts, now=now)
             final, final_params = COUNTED_ANSWER, list[Any]()
@@ -621,7 +624,8 @@ class PostgresStore:
                 windowed.add(counter)
             else:
                 marked.add((counter, number))
-        self._note_windowless({counter for counter, _ in window_pairs(hits)} - windowed)
+        if changed == self._windows_changed:
+            self._note_windowless({counter for counter, _ in window_pairs(hits)} - windowed)
         counted = once_per_window(hits, windowed=windowed, marked=marked)
         return number_hits(hits, totals, counted)
 
@@ -662,6 +666,7 @@ class PostgresStore:
         count_once_per: int = 0,
     ) -> CounterRecord | None:
         arguments = (counter.namespace, counter.key, value, admin_key_hash, count_once_per)
+        self._windows_changed += 1
         self._windowless.pop(counter, None)
         return await self._one_record(CREATE, arguments, writes=True)
 
@@ -674,6 +679,7 @@ class PostgresStore:
         count_once_per: int | None = None,
     ) -> CounterRecord | None:
         arguments = (value, admin_key_hash, count_once_per, counter.namespace, counter.key)
+        self._windows_changed += 1  # a batch under way may have read the old window
         self._windowless.pop(counter, None)
         return await self._one_record(UPDATE, arguments, writes=True)
 
