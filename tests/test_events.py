@@ -24,6 +24,7 @@ class Counters:
         self.values: dict[CounterId, int] = {}
         self.reads: dict[CounterId, int] = {}
         self.failures = 0
+        self.failure: Exception = StoreUnavailable("the store did not answer")
         self.was_read = asyncio.Event()
 
     async def read(self, counter: CounterId) -> int:
@@ -31,7 +32,7 @@ class Counters:
         self.was_read.set()
         if self.failures:
             self.failures -= 1
-            raise StoreUnavailable("the store did not answer")
+            raise self.failure
         return self.values.get(counter, 0)
 
     async def polled(self, counter: CounterId, times: int = 1) -> None:
@@ -159,4 +160,20 @@ async def test_a_failed_read_keeps_the_streams_and_a_later_read_delivers() -> No
     async with asyncio.timeout(WAIT):
         assert await subscription.next_value() == 8
     assert counters.failures == 0
+    subscription.release()
+
+
+async def test_an_unexpected_failure_of_a_read_is_logged_and_the_streams_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A read that fails with something other than a store error (a bug) is logged, and the
+    next poll that works still brings the value: the counter's poller does not stop."""
+    counters = Counters()
+    streams, _ = streams_of(counters)
+    subscription = streams.open(HOME, 0)
+    counters.failures, counters.failure = 2, RuntimeError("a bug")
+    counters.values[HOME] = 5
+    async with asyncio.timeout(WAIT):
+        assert await subscription.next_value() == 5
+    assert "reading site/home for its streams failed" in caplog.text
     subscription.release()

@@ -17,12 +17,15 @@ dropped by the writer (see `api/events`), which gives each write a deadline.
 """
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from visit_tracker.errors import ShuttingDown, StoreError, StoreOutcomeUnknown, TooManyStreams
 from visit_tracker.metrics import Metrics
 from visit_tracker.stores import CounterId
+
+logger = logging.getLogger("visit_tracker")
 
 
 class Subscription:
@@ -141,6 +144,11 @@ class Streams:
             try:
                 value = await self._read(counter)
             except (StoreError, StoreOutcomeUnknown):  # counted by the tracker; next round
+                continue
+            except Exception:  # a bug: say so, and keep the streams alive for the next round
+                logger.exception(
+                    "reading %s/%s for its streams failed", counter.namespace, counter.key
+                )
                 continue
             for subscription in feed.subscriptions:
                 subscription.offer(value)
