@@ -83,6 +83,17 @@ async def test_a_broken_connection_raises_an_operational_error(
     assert connection.broken
 
 
+async def test_a_statement_the_server_forgot_is_prepared_again(connection: Connection) -> None:
+    """After the session's prepared statements are dropped (DISCARD ALL), the next run
+    prepares its statement again and answers, once."""
+    statement = "SELECT %s::bigint + 1"
+    assert await fetch_prepared(connection, statement, (1,)) == [(2,)]
+    await connection.execute("DISCARD ALL")
+    assert await our_prepared_statements(connection) == []
+    assert await fetch_prepared(connection, statement, (2,)) == [(3,)]
+    assert len(await our_prepared_statements(connection)) == 1
+
+
 def test_placeholders_are_numbered_and_any_but_s_is_refused() -> None:
     """%s placeholders become $1, $2, ...; a named one is refused rather than sent as text."""
     assert _prepared_form("SELECT %s, %s")[1] == b"SELECT $1, $2"

@@ -42,7 +42,9 @@ async def fetch_prepared(
 ) -> list[TupleRow]:
     """Run `statement` (with `%s` placeholders) on `connection` and return its rows.
 
-    The statement is prepared on the connection the first time it runs there.
+    The statement is prepared on the connection the first time it runs there, and again if
+    the server no longer has it (after `DISCARD ALL`, or behind a pooler that moved the
+    session): an unknown statement runs nothing, so it is prepared and sent once more.
     """
     pgconn = connection.pgconn
     loop = asyncio.get_running_loop()  # once: each call asks the kernel for the process id
@@ -56,7 +58,13 @@ async def fetch_prepared(
         transformer = Transformer.from_context(connection)
         values = transformer.dump_sequence(params, [PyFormat.TEXT] * len(params))
         pgconn.send_query_prepared(name, values)
-        result = await _result(connection, loop)
+        try:
+            result = await _result(connection, loop)
+        except psycopg.errors.InvalidSqlStatementName:  # the server forgot it: nothing ran
+            pgconn.send_prepare(name, numbered)
+            await _result(connection, loop)
+            pgconn.send_query_prepared(name, values)
+            result = await _result(connection, loop)
     except BaseException:
         if pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
             await connection.close()  # its late reply must not be read as another's
