@@ -358,26 +358,22 @@ TOP = """
 
 PURGE = """
     WITH marks AS (DELETE FROM counted_visitors WHERE until <= %(now)s),
-        old AS (SELECT namespace, key, hour FROM hourly_hits WHERE hour < %(before)s),
-        hour_ids AS (
+        old AS (
+            SELECT namespace, key, %(hour)s::bigint AS span, hour AS start
+            FROM hourly_hits WHERE hour < %(before)s
+            UNION
+            SELECT namespace, key, %(day)s::bigint, hour - hour %% %(day)s
+            FROM hourly_hits WHERE hour < %(before)s
+        ),
+        ids AS (
             DELETE FROM visitor_ids AS v USING old
             WHERE (v.namespace, v.key, v.span, v.start)
-                = (old.namespace, old.key, %(hour)s, old.hour)
+                = (old.namespace, old.key, old.span, old.start)
         ),
-        day_ids AS (
-            DELETE FROM visitor_ids AS v USING old
-            WHERE (v.namespace, v.key, v.span, v.start)
-                = (old.namespace, old.key, %(day)s, old.hour - old.hour %% %(day)s)
-        ),
-        hour_ranks AS (
+        ranks AS (
             DELETE FROM visitor_ranks AS v USING old
             WHERE (v.namespace, v.key, v.span, v.start)
-                = (old.namespace, old.key, %(hour)s, old.hour)
-        ),
-        day_ranks AS (
-            DELETE FROM visitor_ranks AS v USING old
-            WHERE (v.namespace, v.key, v.span, v.start)
-                = (old.namespace, old.key, %(day)s, old.hour - old.hour %% %(day)s)
+                = (old.namespace, old.key, old.span, old.start)
         ),
         hours AS (DELETE FROM hourly_hits WHERE hour < %(before)s)
     DELETE FROM daily_views WHERE day < %(before)s
