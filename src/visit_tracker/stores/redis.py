@@ -47,7 +47,7 @@ import asyncio
 import re
 from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -636,16 +636,12 @@ class RedisStore:
         await self._ready()
         for node in self._topology.primaries():
             counters = list(map(_counter_of, await self._tags_on(node, "*")))
-            for start in range(0, len(counters), EXPORT_CHUNK):
-                chunk = counters[start : start + EXPORT_CHUNK]
-                replies = await self._send(
-                    node,
-                    [("HKEYS", self._hours_key(counter)) for counter in chunk],
-                    deadline=self._deadline(),
-                )
+            async for answers in self._ask_each(
+                node, counters, lambda counter: ("HKEYS", self._hours_key(counter))
+            ):
                 commands: list[Command] = []
-                for counter, reply in zip(chunk, replies, strict=True):
-                    old = [int(hour) for hour in check(reply, source=node) if int(hour) < before_ms]
+                for counter, hours in answers:
+                    old = [int(hour) for hour in hours if int(hour) < before_ms]
                     if old:
                         days = sorted({day_of(hour) for hour in old})
                         commands.append(("HDEL", self._hours_key(counter), *old))
@@ -676,17 +672,13 @@ class RedisStore:
         await self._ready()
         for node in self._topology.primaries():
             counters = list(map(_counter_of, await self._tags_on(node, "*")))
-            for start in range(0, len(counters), EXPORT_CHUNK):
-                chunk = counters[start : start + EXPORT_CHUNK]
-                replies = await self._send(
-                    node,
-                    [("HGET", self._key(counter), "value") for counter in chunk],
-                    deadline=self._deadline(),
-                )
+            async for answers in self._ask_each(
+                node, counters, lambda counter: ("HGET", self._key(counter), "value")
+            ):
                 found = [
                     (counter, int(value))
-                    for counter, reply in zip(chunk, replies, strict=True)
-                    if (value := check(reply, source=node)) is not None  # None: deleted since
+                    for counter, value in answers
+                    if value is not None  # None: deleted since it was listed
                 ]
                 best = highest([*best, *found], limit)
         return best
@@ -872,18 +864,32 @@ class RedisStore:
         tags = await self._tags_on(node, pattern)
         counters = [c for c in map(_counter_of, tags) if c.key > after]
         records = []
-        for start in range(0, len(counters), EXPORT_CHUNK):
-            chunk = counters[start : start + EXPORT_CHUNK]
-            replies = await self._send(
-                node,
-                [("HMGET", self._key(counter), *FIELDS) for counter in chunk],
-                deadline=self._deadline(),
-            )
-            for counter, reply in zip(chunk, replies, strict=True):
-                record = _record(counter, check(reply, source=node))
+        async for answers in self._ask_each(
+            node, counters, lambda counter: ("HMGET", self._key(counter), *FIELDS)
+        ):
+            for counter, fields in answers:
+                record = _record(counter, fields)
                 if record is not None:  # deleted since it was listed
                     records.append(record)
         return records
+
+    async def _ask_each(
+        self,
+        node: ConnectionSource,
+        counters: Sequence[CounterId],
+        command: Callable[[CounterId], Command],
+    ) -> AsyncIterator[list[tuple[CounterId, Any]]]:
+        """Each counter with the reply of its `command` on `node`: EXPORT_CHUNK counters a
+        round trip, each round trip's answers as they come."""
+        for start in range(0, len(counters), EXPORT_CHUNK):
+            chunk = counters[start : start + EXPORT_CHUNK]
+            replies = await self._send(
+                node, [command(counter) for counter in chunk], deadline=self._deadline()
+            )
+            yield [
+                (counter, check(reply, source=node))
+                for counter, reply in zip(chunk, replies, strict=True)
+            ]
 
     async def _tags_on(self, node: ConnectionSource, pattern: str) -> list[str]:
         """The tags of the counters on one node that match the glob `pattern`: from the index
