@@ -83,13 +83,26 @@ LONG_PAGE = "/" + "p" * 500
         ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422, False),
         ({"content": b"page=/a", "headers": {"Content-Type": "text/html"}}, 422, False),
         ({"content": (part for part in [b'{"page":', b' "/chunked"}'])}, 422, False),
+        ({"params": {"page": "/q?x=1", "referrer": "https://example.org/r"}}, 200, True),
+        ({"params": {"page": "/q", "utm_source": "x"}, "json": {}}, 200, True),
+        ({"params": {"page": "/q"}, "json": {"page": "/b"}}, 422, False),
+        ({"params": {"referrer": "https://e.org/"}, "json": {"page": "/b"}}, 422, False),
+        ({"params": {"page": "no-slash"}}, 422, False),
+        ({"params": {"page": ""}}, 422, False),
+        ({"params": {"referrer": "ftp://example.org/"}}, 422, False),
+        (
+            {"params": {"page": "/q"}, "content": b"x", "headers": {"Content-Type": "text/html"}},
+            422,
+            False,
+        ),
     ],
 )
 def test_the_hits_route_answers_as_documented_however_it_is_sent(
     hits_client: TestClient, request_args: dict[str, Any], status: int, counted: bool
 ) -> None:
-    """Plain and detailed hits count; every body the framework refuses is refused with its own
-    422, whether the direct path or the framework reads it, and counts nothing."""
+    """Plain and detailed hits count; every body or query string the framework refuses is
+    refused with its own 422, whether the direct path or the framework reads it, and counts
+    nothing."""
     hits_client.post(HITS)
     answer = hits_client.post(HITS, **request_args)
     assert answer.status_code == status

@@ -51,6 +51,28 @@ def test_hits_with_pages_and_referrers_make_the_top_lists(client: TestClient) ->
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        None,  # no body: the server's direct path reads the query string
+        (part for part in [b"{", b"}"]),  # a chunked body: the framework reads it all
+    ],
+)
+def test_a_page_and_referrer_in_the_query_string_count_as_in_the_body(
+    client: TestClient, body: Any
+) -> None:
+    """The page and referrer given in the query string land in the top lists, cleaned, just as
+    they would from a body, on the direct path and the framework's alike."""
+    query = {"page": "/a?email=someone", "referrer": "https://News.Example.org/item?id=1"}
+    json_type = {"Content-Type": "application/json"}
+    assert client.post(HITS, params=query, content=body, headers=json_type).status_code == 200
+    assert client.post(HITS, params={"page": "/a"}).status_code == 200
+    assert client.get(PAGES).json() == {
+        "pages": [{"page": "/a", "hits": 2}],
+        "referrers": [{"referrer": "https://news.example.org/item", "hits": 1}],
+    }
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"page": "/" + "a" * 512}, "page"),

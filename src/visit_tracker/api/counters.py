@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -278,8 +279,9 @@ class TextOrJsonRoute(APIRoute):
 
     Browsers send a string body as `text/plain`, and `navigator.sendBeacon` can send nothing
     else to another origin: a body of type `application/json` needs a preflight request, which
-    sendBeacon does not make. So tracker.js sends its JSON as text, and a page view costs one
-    request whatever the server's CORS setting. Only the hits route reads text so: it needs no
+    sendBeacon does not make. So a page that sends its hit's details as a JSON body sends them
+    as text, and a page view costs one request whatever the server's CORS setting (tracker.js
+    sends them in the query string instead). Only the hits route reads text so: it needs no
     credential, and anyone may hit a counter from anywhere already.
     """
 
@@ -298,17 +300,44 @@ async def hit(
     tracker: TrackerDep,
     visitor: VisitorDep,
     body: HitDetails | None = None,
+    *,
+    page: Annotated[Page | None, Query(description="The page viewed, as in the body.")] = None,
+    referrer: Annotated[
+        Referrer | None, Query(description="The referring URL, as in the body.")
+    ] = None,
 ) -> CounterValue:
     """Count one hit on a counter, creating it on its first hit; answers its new value. The
-    optional body names the page viewed and its referrer, for the counter's history; it is
-    JSON, sent as `application/json` or as `text/plain` (which a browser may send to another
-    origin without a preflight request)."""
+    page viewed and its referrer, for the counter's history, are optional and go either in the
+    query string (`?page=/blog/post&referrer=…`, which costs the server least: tracker.js sends
+    them so) or in a JSON body, sent as `application/json` or as `text/plain` (which a browser
+    may send to another origin without a preflight request) — not in both."""
+    details = in_query(page, referrer, body)
     counter = CounterId(namespace, key)
-    if body is None or (body.page is None and body.referrer is None):
+    if details is None or (details.page is None and details.referrer is None):
         value = await tracker.visit(counter, visitor=visitor)
     else:
-        value = await tracker.view(counter, page=body.page, referrer=body.referrer, visitor=visitor)
+        value = await tracker.view(
+            counter, page=details.page, referrer=details.referrer, visitor=visitor
+        )
     return CounterValue(namespace=namespace, key=key, value=value)
+
+
+def in_query(page: str | None, referrer: str | None, body: HitDetails | None) -> HitDetails | None:
+    """A hit's details, from its query string or its body; a 422 if both give some."""
+    if page is None and referrer is None:
+        return body
+    if body is not None and (body.page is not None or body.referrer is not None):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "page" if page is not None else "referrer"),
+                    "msg": "give the page and referrer in the query string or in the body, "
+                    "not in both",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return HitDetails(page=page, referrer=referrer)
 
 
 router.add_api_route(

@@ -9,17 +9,19 @@ A direct route is a `DirectAnswer`. What other layers do for the framework's rou
 limits, CORS — they do for a direct route by wrapping its answer (see `app.direct_routes`), so
 that a concern turned off costs a direct route nothing.
 
-The hits route has names in its path and may have a body. Its direct path takes a request only
-when both are as the framework would take them without a word — names by the same pattern, no
-body or a small JSON one that `HitDetails` accepts — and hands anything else (a bad name, a
-body to refuse, a chunked or large one, another media type) to the framework with whatever it
-read, so that every refusal is the framework's own, documented answer.
+The hits route has names in its path and may have a page and a referrer, in its query string
+or its body. Its direct path takes a request only when all are as the framework would take them
+without a word — names by the same pattern, details that `HitDetails` accepts in the query
+string or in no body or a small JSON one, not in both — and hands anything else (a bad name or
+page, a body to refuse, a chunked or large one, another media type) to the framework with
+whatever it read, so that every refusal is the framework's own, documented answer.
 """
 
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 from starlette.types import Message, Receive, Scope, Send
@@ -55,6 +57,7 @@ LARGEST_DIRECT_BODY = 4096
 """The largest hit body taken directly: a page and a referrer of 512 characters each, escaped."""
 JSON_MEDIA_TYPES = (b"application/json", b"text/plain")
 """The media types the hits route reads as JSON: tracker.js sends text/plain (see `counters`)."""
+QUERY_DETAILS = ("page", "referrer")
 HIT = "visit_tracker.hit"
 """Where the scope of a hit taken directly holds its namespace, key and details."""
 
@@ -84,18 +87,30 @@ def hit_taker(
         body = await read_body(receive) if length else b""
         if body is None or len(body) != length:  # the client went away, or sent less
             return disconnected
+        declined = replaying(body, then=receive) if body else receive
         details = None
-        if body:
-            if not json_body:
-                return replaying(body, then=receive)
-            try:
+        try:
+            if body:
+                if not json_body:
+                    return declined
                 details = counters.HitDetails.model_validate_json(body)
-            except ValidationError:
-                return replaying(body, then=receive)
+            if scope["query_string"] and (given := details_in_query(scope["query_string"])):
+                if details is not None and (details.page or details.referrer):
+                    return declined  # given twice: the framework says so
+                details = counters.HitDetails.model_validate(given)
+        except ValidationError:
+            return declined
         scope[HIT] = (match[1], match[2], details)
         return None
 
     return take_hit
+
+
+def details_in_query(query: bytes) -> dict[str, str]:
+    """The page and referrer a query string names, read as the framework reads them: the
+    string decoded as Latin-1, then percent-decoded as UTF-8, the last of each name winning."""
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return {name: value for name, value in pairs if name in QUERY_DETAILS}
 
 
 async def read_body(receive: Receive) -> bytes | None:
