@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from visit_tracker.backup import format_header, format_record, parse
+from visit_tracker.backup import entries, format_header, format_record
 from visit_tracker.errors import MalformedExport
 from visit_tracker.stores import CounterId, CounterRecord
 from visit_tracker.stores.base import LARGEST, LARGEST_SET
@@ -38,19 +38,19 @@ def line(**changes: object) -> str:
 
 def refusal(lines: list[bytes]) -> MalformedExport:
     with pytest.raises(MalformedExport) as raised:
-        parse(lines)
+        list(entries(lines))
     return raised.value
 
 
 def test_a_record_reads_back_exactly_as_written() -> None:
     """A counter formatted and parsed again is the same counter: value, times, owner, bot hits
     and window."""
-    assert parse(export_of(format_record(HOME), format_record(OWNED))) == [HOME, OWNED]
+    assert list(entries(export_of(format_record(HOME), format_record(OWNED)))) == [HOME, OWNED]
 
 
 def test_the_header_names_the_format_and_its_version() -> None:
-    """The first line is a JSON object naming the format and version 3."""
-    assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 3}
+    """The first line is a JSON object naming the format and version 4."""
+    assert json.loads(format_header()) == {"format": "visit-tracker-counters", "version": 4}
 
 
 def test_each_line_is_one_json_object_with_the_eight_fields() -> None:
@@ -74,7 +74,7 @@ def test_a_version_1_export_reads_as_unowned_counters() -> None:
         b'{"format": "visit-tracker-counters", "version": 1}\n',
         b'{"namespace": "site", "key": "home", "value": 5, "created_at": 1, "updated_at": 2}\n',
     ]
-    assert parse(lines) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, None)]
+    assert list(entries(lines)) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, None)]
 
 
 def test_a_version_2_export_reads_with_no_bot_hits() -> None:
@@ -86,7 +86,7 @@ def test_a_version_2_export_reads_with_no_bot_hits() -> None:
         b'{"namespace": "site", "key": "home", "value": 5, "created_at": 1, "updated_at": 2, '
         b'"admin_key_hash": "' + owner.encode() + b'"}\n',
     ]
-    assert parse(lines) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, owner, 0, 0)]
+    assert list(entries(lines)) == [CounterRecord(CounterId("site", "home"), 5, 1, 2, owner, 0, 0)]
 
 
 def test_a_version_2_line_with_bot_hits_is_refused() -> None:
@@ -100,21 +100,23 @@ def test_a_version_2_line_with_bot_hits_is_refused() -> None:
 
 def test_an_export_of_no_counters_is_just_the_header() -> None:
     """A header alone is a valid export of an empty store."""
-    assert parse(export_of()) == []
+    assert list(entries(export_of())) == []
 
 
 def test_the_largest_value_and_every_name_character_are_accepted() -> None:
     """Values and bot hits up to 2**53-1, times up to 2**63-1 and names of 64 characters from
     the whole alphabet pass."""
     name = "Az09_.-" + "x" * 57
-    records = parse(
-        export_of(
-            line(
-                namespace=name,
-                key=name,
-                value=LARGEST_SET,
-                updated_at=LARGEST,
-                bot_hits=LARGEST_SET,
+    records = list(
+        entries(
+            export_of(
+                line(
+                    namespace=name,
+                    key=name,
+                    value=LARGEST_SET,
+                    updated_at=LARGEST,
+                    bot_hits=LARGEST_SET,
+                )
             )
         )
     )
@@ -179,7 +181,7 @@ def test_the_same_counter_twice_is_refused_naming_both_lines() -> None:
         (b"", "the file is empty"),
         (json.dumps(GOOD).encode(), "not a visit-tracker export: the first line must be"),
         (b'{"format": "other", "version": 1}\n', "not a visit-tracker export"),
-        (b'{"format": "visit-tracker-counters", "version": 4}\n', "version 4 is not supported"),
+        (b'{"format": "visit-tracker-counters", "version": 5}\n', "version 5 is not supported"),
         (b'{"format": "visit-tracker-counters", "version": "2"}\n', "version '2' is not"),
     ],
 )

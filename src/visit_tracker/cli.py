@@ -286,7 +286,8 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="An export written by `visit-tracker export`.")],
     store: Annotated[str | None, STORE_OPTION] = None,
 ) -> None:
-    """Make every counter of an export exactly as exported, all at once or not at all.
+    """Make every counter of an export exactly as exported, with its history, all at once or
+    not at all.
 
     The whole file is checked first: one bad line and nothing is imported.
     """
@@ -299,16 +300,26 @@ def import_command(
             file.open("rb") as lines,
         ):
             task = bar.add_task("read", total=file.stat().st_size)
-            records = backup.parse(advancing(lines, bar, task))
-        with PROGRESS.status(f"importing {len(records)} counters"):
-            asyncio.run(transfer.import_counters(url, records))
+            contents = backup.check(advancing(lines, bar, task))
+        with PROGRESS.status(f"importing {contents.counters} counters"), file.open("rb") as lines:
+            converted = asyncio.run(
+                transfer.import_counters(
+                    url, backup.entries(lines), replace_history=contents.history
+                )
+            )
     except MalformedExport as error:
         raise fail(f"nothing imported: {file}: {error}", code=1) from None
     except StoreOutcomeUnknown as error:
         raise fail(f"the import may or may not have been applied: {error}", code=1) from None
     except (VisitTrackerError, OSError) as error:
         raise fail(f"nothing imported: {error}", code=1) from None
-    typer.echo(f"visit-tracker: imported {len(records)} counters", err=True)
+    if converted:
+        typer.echo(
+            f"visit-tracker: warning: {converted} visitor sketches came from another kind of "
+            "store; their unique visitors are approximate (see README, Backup)",
+            err=True,
+        )
+    typer.echo(f"visit-tracker: imported {contents.counters} counters", err=True)
 
 
 def namespace_name(name: str | None) -> str | None:

@@ -3,10 +3,11 @@
 The format is `backup`'s; these functions only connect it to a store.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 from visit_tracker import backup
-from visit_tracker.stores import CounterRecord, open_store
+from visit_tracker.stores import open_store
+from visit_tracker.stores.base import RestoreEntry
 
 WAIT_LIMIT = 60.0
 """Seconds one store operation of an export or import may take: it moves a whole store."""
@@ -15,13 +16,16 @@ WAIT_LIMIT = 60.0
 async def export_counters(
     url: str, *, write: Callable[[str], object], counted: Callable[[], object]
 ) -> int:
-    """Write the header and every counter of the store, calling `counted` after each; count them."""
+    """Write the header and every counter of the store, each followed by its history, calling
+    `counted` after each; count them."""
     store = await open_store(url, wait_limit=WAIT_LIMIT)
     try:
         write(backup.format_header() + "\n")
         count = 0
         async for record in store.export():
             write(backup.format_record(record) + "\n")
+            async for entry in store.history(record.counter):
+                write(backup.format_history(entry) + "\n")
             count += 1
             counted()
         return count
@@ -29,10 +33,13 @@ async def export_counters(
         await store.close()
 
 
-async def import_counters(url: str, records: Sequence[CounterRecord]) -> None:
-    """Make every recorded counter exactly as recorded, in one atomic step."""
+async def import_counters(
+    url: str, entries: Iterable[RestoreEntry], *, replace_history: bool
+) -> int:
+    """Make every recorded counter exactly as recorded, in one atomic step, with its history
+    if `replace_history`; how many visitor sketches were converted from another family."""
     store = await open_store(url, wait_limit=WAIT_LIMIT)
     try:
-        await store.restore(records)
+        return await store.restore(entries, replace_history=replace_history)
     finally:
         await store.close()

@@ -18,7 +18,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeAlias
 
 LARGEST = 2**63 - 1
 """The largest value and time every store keeps exactly (a signed 64-bit integer)."""
@@ -96,6 +96,60 @@ class CounterRecord:
     every hit."""
 
 
+@dataclass(frozen=True, slots=True)
+class HourlyHits:
+    """Some of a counter's hourly buckets, as (hour start, hits) in time order; an hour may
+    hold 0 hits when it lists visitors only."""
+
+    counter: CounterId
+    hours: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DailyViews:
+    """A counter's pages and referrers of one UTC day, as (kind, value, hits) in that order."""
+
+    counter: CounterId
+    day: int
+    views: tuple[tuple[ViewKind, str, int], ...]
+
+
+SketchFamily = Literal["registers", "redis"]
+"""How a store keeps a visitor sketch (see `sketch.py`): as 2**15 registers of the visitor ids'
+bits (SQLite, PostgreSQL, memory), or as Redis's own HyperLogLog string (Redis, Redis Cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorSketch:
+    """A visitor bucket's HyperLogLog as its store keeps it, and the count it gives alone."""
+
+    family: SketchFamily
+    data: bytes
+    """One byte per register (the rank, 0 when empty) for "registers"; the string Redis keeps
+    for "redis"."""
+    estimate: int
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorBucket:
+    """The visitors of one hour or day of a counter."""
+
+    counter: CounterId
+    span: int
+    """HOUR_MS or DAY_MS."""
+    start: int
+    ids: tuple[int, ...]
+    """The ids the bucket keeps: all its visitors when `sketch` is None."""
+    sketch: VisitorSketch | None
+
+
+HistoryEntry: TypeAlias = HourlyHits | DailyViews | VisitorBucket
+"""A part of one counter's history, as export reads it and restore writes it."""
+
+RestoreEntry: TypeAlias = CounterRecord | HistoryEntry
+"""What restore reads: a counter's record, then (when history is replaced) its history."""
+
+
 class Store(Protocol):
     """Where counts live. Every method either fully succeeds or raises `StoreError`.
 
@@ -167,8 +221,20 @@ class Store(Protocol):
         """Every counter, in (namespace, key) order."""
         ...
 
-    async def restore(self, records: Sequence[CounterRecord]) -> None:
-        """Make each record's counter exactly as recorded, all in one atomic step."""
+    def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+        """The counter's whole history, a part at a time: its hours in time order (a chunk
+        at a time), each day's pages and referrers, each visitor bucket."""
+        ...
+
+    async def restore(
+        self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
+    ) -> int:
+        """Make each record's counter exactly as recorded, all in one atomic step (on a Redis
+        Cluster, one per counter). With `replace_history` the history of each recorded counter
+        becomes exactly the entries that follow its record, its history before is dropped;
+        without, history entries are not expected and existing history is kept. Entries are
+        read once, in order, as they are needed. Returns how many visitor sketches of another
+        family it converted (see `sketch.py`), which count approximately."""
         ...
 
     async def series(

@@ -1,7 +1,7 @@
 """An in-process store: the original demo's behaviour. Fast, exact within one process, and
 forgotten on restart — for tests and trials, never for counts you want to keep."""
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 
 from visit_tracker.stores.base import (
@@ -9,8 +9,14 @@ from visit_tracker.stores.base import (
     MINUTE_MS,
     CounterId,
     CounterRecord,
+    DailyViews,
+    HistoryEntry,
     Hit,
+    HourlyHits,
+    RestoreEntry,
     ViewKind,
+    VisitorBucket,
+    VisitorSketch,
     day_of,
     highest,
     hour_of,
@@ -28,7 +34,15 @@ from visit_tracker.stores.base import (
     window_pairs,
     within_range,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW, distinct, highest_ranks
+from visit_tracker.stores.sketch import (
+    EXACT_BELOW,
+    HISTORY_CHUNK,
+    distinct,
+    estimate,
+    highest_ranks,
+    registers_data,
+    restored_ranks,
+)
 
 
 class BucketVisitors:
@@ -218,8 +232,47 @@ class MemoryStore:
         for counter in sorted(self._records, key=lambda c: (c.namespace, c.key)):
             yield self._records[counter]
 
-    async def restore(self, records: Sequence[CounterRecord]) -> None:
-        self._records.update((record.counter, record) for record in records)
+    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+        hours = sorted(self._hours.get(counter, {}).items())
+        for first in range(0, len(hours), HISTORY_CHUNK):
+            yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))
+        days: dict[int, list[tuple[ViewKind, str, int]]] = {}
+        for (day, kind, value), hits in sorted(self._views.get(counter, {}).items()):
+            days.setdefault(day, []).append((kind, value, hits))
+        for day, views in days.items():
+            yield DailyViews(counter, day, tuple(views))
+        for (span, start), seen in sorted(self._visitors.get(counter, {}).items()):
+            sketch = None
+            if len(seen.ids) >= EXACT_BELOW:
+                sketch = VisitorSketch(
+                    "registers", registers_data(seen.ranks), estimate(seen.ranks)
+                )
+            yield VisitorBucket(counter, span, start, tuple(sorted(seen.ids)), sketch)
+
+    async def restore(
+        self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
+    ) -> int:
+        # Checked entries apply one by one: nothing else runs meanwhile, and none can fail.
+        converted = 0
+        for entry in entries:
+            if isinstance(entry, CounterRecord):
+                self._records[entry.counter] = entry
+                if replace_history:
+                    for history in (self._hours, self._views, self._visitors):
+                        history.pop(entry.counter, None)
+            elif isinstance(entry, HourlyHits):
+                self._hours.setdefault(entry.counter, {}).update(entry.hours)
+            elif isinstance(entry, DailyViews):
+                views = self._views.setdefault(entry.counter, {})
+                for kind, value, hits in entry.views:
+                    views[entry.day, kind, value] = hits
+            else:
+                bucket = BucketVisitors()
+                bucket.ids = set(entry.ids)
+                bucket.ranks, approximate = restored_ranks(entry)
+                converted += approximate
+                self._visitors.setdefault(entry.counter, {})[entry.span, entry.start] = bucket
+        return converted
 
     async def ping(self) -> None:
         return None

@@ -43,6 +43,7 @@ for the first start (PostgreSQL 15 no longer grants it on `public` to everyone).
 """
 
 import asyncio
+import functools
 import math
 import select
 import time
@@ -63,6 +64,7 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
+from visit_tracker.stores import _postgres_history as history_rows
 from visit_tracker.stores._postgres_wire import fetch_prepared
 from visit_tracker.stores.base import (
     DAY_MS,
@@ -70,7 +72,10 @@ from visit_tracker.stores.base import (
     LARGEST_SET,
     CounterId,
     CounterRecord,
+    HistoryEntry,
     Hit,
+    HourlyHits,
+    RestoreEntry,
     ViewBucket,
     ViewKind,
     day_of,
@@ -87,7 +92,7 @@ from visit_tracker.stores.base import (
     visitor_span,
     window_pairs,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
+from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, estimate, highest_ranks
 
 T = TypeVar("T")
 
@@ -810,27 +815,28 @@ class PostgresStore:
         finally:
             await self._pool.putconn(connection)
 
-    async def restore(self, records: Sequence[CounterRecord]) -> None:
-        self._windowless.clear()
-        latest = {record.counter: record for record in records}
-        ordered = [latest[c] for c in sorted(latest, key=lambda c: (c.namespace, c.key))]
-
-        async def write(connection: Connection) -> None:
-            await connection.execute(
-                RESTORE,
-                (
-                    [r.counter.namespace for r in ordered],
-                    [r.counter.key for r in ordered],
-                    [r.value for r in ordered],
-                    [r.created_at for r in ordered],
-                    [r.updated_at for r in ordered],
-                    [r.admin_key_hash for r in ordered],
-                    [r.bot_hits for r in ordered],
-                    [r.count_once_per for r in ordered],
-                ),
+    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+        hours = await self._run(lambda c: history_rows.hours(c, counter), writes=False)
+        for first in range(0, len(hours), HISTORY_CHUNK):
+            yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))
+        for day in await self._run(lambda c: history_rows.days(c, counter), writes=False):
+            yield day
+        for bucket in await self._run(lambda c: history_rows.buckets(c, counter), writes=False):
+            yield await self._run(
+                functools.partial(history_rows.with_sketch, bucket=bucket), writes=False
             )
 
-        await self._run(write, writes=True)
+    async def restore(
+        self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
+    ) -> int:
+        self._windowless.clear()
+
+        async def write(connection: Connection) -> int:
+            return await history_rows.restore(
+                connection, entries, restore_records=RESTORE, replace_history=replace_history
+            )
+
+        return await self._run(write, writes=True)
 
     async def ping(self) -> None:
         async def select_one(connection: Connection) -> None:

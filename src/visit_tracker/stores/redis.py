@@ -47,7 +47,7 @@ import asyncio
 import re
 from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -70,8 +70,14 @@ from visit_tracker.stores.base import (
     HOUR_MS,
     CounterId,
     CounterRecord,
+    DailyViews,
+    HistoryEntry,
     Hit,
+    HourlyHits,
+    RestoreEntry,
     ViewKind,
+    VisitorBucket,
+    VisitorSketch,
     day_of,
     highest,
     hour_of,
@@ -88,7 +94,7 @@ from visit_tracker.stores.base import (
     visitor_span,
     window_pairs,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW
+from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, restored_hll
 
 DEFAULT_PREFIX = "visit-tracker"
 PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -528,12 +534,7 @@ class RedisStore:
         # The days come from the hours hash, read first; today is added for a hit that starts
         # today's history between that read and the delete.
         hours = await self.series(counter, start_ms=0, end_ms=LAST_BUCKET)
-        days = {day_of(hour) for hour, _ in hours} | {day_of(now_ms())}
-        history = [
-            self._hours_key(counter),
-            *(self._day_key(counter, kind, day) for day in sorted(days) for kind in KINDS),
-            *self._visitor_keys(counter, [hour for hour, _ in hours] + [hour_of(now_ms())]),
-        ]
+        history = self._history_keys(counter, [hour for hour, _ in hours] + [hour_of(now_ms())])
         key = self._key(counter)
         keys = [key, self._index] if self._topology.single else [key]
         deadline = await self._ready()
@@ -692,29 +693,169 @@ class RedisStore:
         for record in records:
             yield record
 
-    async def restore(self, records: Sequence[CounterRecord]) -> None:
-        deadline = await self._ready()
-        work = self._plan(
-            RESTORE,
-            (
-                (
-                    r.counter,
-                    (self._key(r.counter),),
-                    (
-                        r.value,
-                        r.created_at,
-                        r.updated_at,
-                        _tag(r.counter),
-                        _owner(r),
-                        r.bot_hits,
-                        r.count_once_per,
-                    ),
-                )
-                for r in records
-            ),
-            prefix_args=(),
+    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+        await self._ready()
+        node = self._topology.node_for(self._key(counter))
+        (reply,) = await self._send(
+            node, [("HGETALL", self._hours_key(counter))], deadline=self._deadline()
         )
-        await self._run(work, deadline=deadline)
+        hours = sorted((int(h), int(n)) for h, n in _field_values(check(reply, source=node)))
+        for first in range(0, len(hours), HISTORY_CHUNK):
+            yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))
+        days = sorted({day_of(hour) for hour, _ in hours})
+        buckets = [(HOUR_MS, hour) for hour, _ in hours] + [(DAY_MS, day) for day in days]
+        for first in range(0, len(days), EXPORT_CHUNK):
+            chunk = days[first : first + EXPORT_CHUNK]
+            commands: list[Command] = [
+                ("HGETALL", self._day_key(counter, kind, day)) for day in chunk for kind in KINDS
+            ]
+            replies = iter(await self._send(node, commands, deadline=self._deadline()))
+            for day in chunk:
+                views = [
+                    (kind, value.decode(), int(hits))
+                    for kind in KINDS
+                    for value, hits in sorted(_field_values(check(next(replies), source=node)))
+                ]
+                if views:
+                    yield DailyViews(counter, day, tuple(views))
+        for first in range(0, len(buckets), EXPORT_CHUNK):
+            for bucket in await self._buckets(node, counter, buckets[first : first + EXPORT_CHUNK]):
+                yield bucket
+
+    async def _buckets(
+        self, node: ConnectionSource, counter: CounterId, buckets: Sequence[tuple[int, int]]
+    ) -> list[VisitorBucket]:
+        """The visitor buckets of a counter that exist among these (span, start)."""
+        members = await self._send(
+            node,
+            [("SMEMBERS", self._ids_key(counter, *bucket)) for bucket in buckets],
+            deadline=self._deadline(),
+        )
+        kept = [sorted(int(v) for v in check(reply, source=node)) for reply in members]
+        large = [
+            bucket for bucket, ids in zip(buckets, kept, strict=True) if len(ids) >= EXACT_BELOW
+        ]
+        commands: list[Command] = []
+        for bucket in large:  # counted first, so that the string read holds its count
+            key = self._sketch_key(counter, *bucket)
+            commands.extend((("PFCOUNT", key), ("GET", key)))
+        replies = iter(await self._send(node, commands, deadline=self._deadline()) if large else [])
+        sketches = {}
+        for bucket in large:
+            count = int(check(next(replies), source=node))
+            sketches[bucket] = VisitorSketch(
+                "redis", bytes(check(next(replies), source=node)), count
+            )
+        return [
+            VisitorBucket(counter, span, start, tuple(ids), sketches.get((span, start)))
+            for (span, start), ids in zip(buckets, kept, strict=True)
+            if ids
+        ]
+
+    async def restore(
+        self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
+    ) -> int:
+        converted = 0
+        records: list[CounterRecord] = []
+        history: dict[ConnectionSource, list[Command]] = defaultdict(list)
+        pending = 0
+        await self._ready()
+        for entry in entries:
+            if isinstance(entry, CounterRecord):
+                records.append(entry)
+            else:
+                commands, approximate = self._restore_commands(entry)
+                converted += approximate
+                history[self._topology.node_for(self._key(entry.counter))].extend(commands)
+                pending += len(commands)
+            if len(records) >= EXPORT_CHUNK or pending >= EXPORT_CHUNK:
+                await self._restore_chunk(records, history, replace_history=replace_history)
+                records, history, pending = [], defaultdict(list), 0
+        await self._restore_chunk(records, history, replace_history=replace_history)
+        return converted
+
+    async def _restore_chunk(
+        self,
+        records: Sequence[CounterRecord],
+        history: Mapping[ConnectionSource, Sequence[Command]],
+        *,
+        replace_history: bool,
+    ) -> None:
+        """Restore some counters' records, their history before first dropped if
+        `replace_history`, then write some history commands."""
+        if records and replace_history:
+            await self._drop_history([record.counter for record in records])
+        if records:
+            work = self._plan(
+                RESTORE,
+                (
+                    (
+                        r.counter,
+                        (self._key(r.counter),),
+                        (
+                            r.value,
+                            r.created_at,
+                            r.updated_at,
+                            _tag(r.counter),
+                            _owner(r),
+                            r.bot_hits,
+                            r.count_once_per,
+                        ),
+                    )
+                    for r in records
+                ),
+                prefix_args=(),
+            )
+            await self._run(work, deadline=self._deadline())
+        for node, commands in history.items():
+            for reply in await self._send(node, commands, deadline=self._deadline(), writes=True):
+                check(reply, source=node)
+
+    async def _drop_history(self, counters: Sequence[CounterId]) -> None:
+        """Delete these counters' history, as delete does."""
+        on: dict[ConnectionSource, list[CounterId]] = defaultdict(list)
+        for counter in counters:
+            on[self._topology.node_for(self._key(counter))].append(counter)
+        today = hour_of(now_ms())
+        for node, listed in on.items():
+            async for answers in self._ask_each(
+                node, listed, lambda counter: ("HKEYS", self._hours_key(counter))
+            ):
+                commands: list[Command] = [
+                    ("DEL", *self._history_keys(counter, [*map(int, hours), today]))
+                    for counter, hours in answers
+                ]
+                for reply in await self._send(
+                    node, commands, deadline=self._deadline(), writes=True
+                ):
+                    check(reply, source=node)
+
+    def _restore_commands(self, entry: HistoryEntry) -> tuple[list[Command], bool]:
+        """The commands that write a history entry, and whether they convert a sketch."""
+        counter = entry.counter
+        if isinstance(entry, HourlyHits):
+            pairs = [number for pair in entry.hours for number in pair]
+            return [("HSET", self._hours_key(counter), *pairs)], False
+        if isinstance(entry, DailyViews):
+            views: dict[ViewKind, list[EncodableT]] = defaultdict(list)
+            for kind, value, hits in entry.views:
+                views[kind].extend((value, hits))
+            return [
+                ("HSET", self._day_key(counter, kind, entry.day), *pairs)
+                for kind, pairs in views.items()
+            ], False
+        commands: list[Command] = []
+        if entry.span == HOUR_MS:  # listed in the hours, where a purge finds it
+            commands.append(("HINCRBY", self._hours_key(counter), entry.start, 0))
+        if entry.ids:
+            commands.append(("SADD", self._ids_key(counter, entry.span, entry.start), *entry.ids))
+        sketch_key = self._sketch_key(counter, entry.span, entry.start)
+        if entry.sketch is None:
+            commands.append(("PFADD", sketch_key, *entry.ids))
+            return commands, False
+        data, converted = restored_hll(entry.sketch)
+        commands.append(("SET", sketch_key, data))
+        return commands, converted
 
     async def ping(self) -> None:
         deadline = await self._ready()
@@ -745,6 +886,15 @@ class RedisStore:
 
     def _ids_key(self, counter: CounterId, span: int, start: int) -> str:
         return f"{self._prefix}:{{{_tag(counter)}}}:visitor-ids:{SPAN_NAMES[span]}:{start}"
+
+    def _history_keys(self, counter: CounterId, hours: Sequence[int]) -> list[str]:
+        """Every key of a counter's history, given the hours it has."""
+        days = sorted({day_of(hour) for hour in hours})
+        return [
+            self._hours_key(counter),
+            *(self._day_key(counter, kind, day) for day in days for kind in KINDS),
+            *self._visitor_keys(counter, hours),
+        ]
 
     def _visitor_keys(self, counter: CounterId, hours: Iterable[int]) -> list[str]:
         """The visitor keys of these hours and of their days."""

@@ -11,21 +11,29 @@ WAL checkpoints run in a thread, off the request path.
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from visit_tracker.errors import StoreError, StoreOpenError, StoreUnavailable
 from visit_tracker.stores.base import (
     DAY_MS,
+    HOUR_MS,
     MINUTE_MS,
     VISITOR_SPANS,
     CounterId,
     CounterRecord,
+    DailyViews,
+    HistoryEntry,
     Hit,
+    HourlyHits,
+    RestoreEntry,
     ViewKind,
+    VisitorBucket,
+    VisitorSketch,
     day_of,
     hour_of,
     new_salt,
@@ -41,7 +49,14 @@ from visit_tracker.stores.base import (
     window_pairs,
     within_range,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
+from visit_tracker.stores.sketch import (
+    EXACT_BELOW,
+    HISTORY_CHUNK,
+    estimate,
+    highest_ranks,
+    registers_data,
+    restored_ranks,
+)
 
 T = TypeVar("T")
 
@@ -257,6 +272,33 @@ EXPORT = """
     SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
         count_once_per
     FROM counters ORDER BY namespace, key
+"""
+
+HISTORY_TABLES = ("hourly_hits", "daily_views", "visitor_ids", "visitor_ranks")
+LIST_HOUR = """
+    INSERT INTO hourly_hits (namespace, key, hour, hits) VALUES (?, ?, ?, 0) ON CONFLICT DO NOTHING
+"""
+CLEAR_HISTORY = "DELETE FROM {table} WHERE namespace = ? AND key = ?"
+
+HISTORY_HOURS = "SELECT hour, hits FROM hourly_hits WHERE namespace = ? AND key = ? ORDER BY hour"
+
+HISTORY_VIEWS = """
+    SELECT day, kind, value, hits FROM daily_views WHERE namespace = ? AND key = ?
+    ORDER BY day, kind, value
+"""
+
+HISTORY_BUCKETS = """
+    SELECT DISTINCT span, start FROM visitor_ranks WHERE namespace = ? AND key = ?
+    ORDER BY span, start
+"""
+
+BUCKET_IDS = """
+    SELECT visitor FROM visitor_ids WHERE namespace = ? AND key = ? AND span = ? AND start = ?
+"""
+
+BUCKET_RANKS = """
+    SELECT register, rank FROM visitor_ranks
+    WHERE namespace = ? AND key = ? AND span = ? AND start = ?
 """
 
 OPEN_BUSY_TIMEOUT = 10.0
@@ -513,26 +555,65 @@ class SqliteStore:
         for row in rows:
             yield _record(row)
 
-    async def restore(self, records: Sequence[CounterRecord]) -> None:
-        rows = [
-            (
-                r.counter.namespace,
-                r.counter.key,
-                r.value,
-                r.created_at,
-                r.updated_at,
-                r.admin_key_hash,
-                r.bot_hits,
-                r.count_once_per,
-            )
-            for r in records
-        ]
+    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+        where = (counter.namespace, counter.key)
+        hours = await self._run(lambda: self._db.execute(HISTORY_HOURS, where).fetchall())
+        for first in range(0, len(hours), HISTORY_CHUNK):
+            yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))
+        days: dict[int, list[tuple[ViewKind, str, int]]] = {}
+        for day, kind, value, hits in await self._run(
+            lambda: self._db.execute(HISTORY_VIEWS, where).fetchall()
+        ):
+            days.setdefault(day, []).append((kind, value, hits))
+        for day, views in days.items():
+            yield DailyViews(counter, day, tuple(views))
+        buckets = await self._run(lambda: self._db.execute(HISTORY_BUCKETS, where).fetchall())
+        for span, start in buckets:
+            yield await self._run(functools.partial(self._bucket, counter, span, start))
 
-        def write() -> None:
+    def _bucket(self, counter: CounterId, span: int, start: int) -> VisitorBucket:
+        where = (counter.namespace, counter.key, span, start)
+        ids = tuple(sorted(v for (v,) in self._db.execute(BUCKET_IDS, where)))
+        sketch = None
+        if len(ids) >= EXACT_BELOW:
+            ranks = dict(self._db.execute(BUCKET_RANKS, where).fetchall())
+            sketch = VisitorSketch("registers", registers_data(ranks), estimate(ranks))
+        return VisitorBucket(counter, span, start, ids, sketch)
+
+    async def restore(
+        self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
+    ) -> int:
+        def write() -> int:
             with _write_transaction(self._db):
-                self._db.executemany(RESTORE, rows)
+                return sum(self._restore_entry(entry, replace_history) for entry in entries)
 
-        await self._run(write)
+        return await self._run(write)
+
+    def _restore_entry(self, entry: RestoreEntry, replace_history: bool) -> bool:
+        """Write one entry inside restore's transaction; whether it converted a sketch."""
+        where = (entry.counter.namespace, entry.counter.key)
+        if isinstance(entry, CounterRecord):
+            r = entry
+            row = (r.value, r.created_at, r.updated_at, r.admin_key_hash, r.bot_hits)
+            self._db.execute(RESTORE, (*where, *row, r.count_once_per))
+            if replace_history:
+                for table in HISTORY_TABLES:
+                    self._db.execute(CLEAR_HISTORY.format(table=table), where)
+            return False
+        if isinstance(entry, HourlyHits):
+            self._db.executemany(UPSERT_HOUR, [(*where, *pair) for pair in entry.hours])
+            return False
+        if isinstance(entry, DailyViews):
+            rows = [(*where, entry.day, *view) for view in entry.views]
+            self._db.executemany(UPSERT_VIEW, rows)
+            return False
+        bucket = (*where, entry.span, entry.start)
+        ranks, converted = restored_ranks(entry)
+        self._db.executemany(ADD_ID, [(*bucket, visitor) for visitor in entry.ids])
+        if entry.span == HOUR_MS:  # listed in the hours, where a purge finds it
+            self._db.execute(LIST_HOUR, (*where, entry.start))
+        self._db.executemany(UPSERT_RANK, [(*bucket, *pair) for pair in ranks.items()])
+        return converted
 
     async def ping(self) -> None:
         await self._run(lambda: self._db.execute("SELECT 1").fetchone())
