@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.test_negotiation import BROWSER_ACCEPT
 from visit_tracker.api.dashboard import templates
 from visit_tracker.app import create_app
 from visit_tracker.charts import bar_chart
@@ -92,15 +93,49 @@ def test_what_visitors_send_is_escaped(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/dashboard/example.com/nothing", 404, "Counter example.com/nothing does not exist."),
+        (
+            "/dashboard/bad%20name/home",
+            422,
+            "The namespace “bad name” must be 1 to 64 characters from A-Z, a-z, 0-9, "
+            "&#39;_&#39;, &#39;.&#39; and &#39;-&#39;.",
+        ),
+    ],
+)
+def test_a_missing_or_misnamed_counter_is_a_page_to_a_browser(
+    client: TestClient, path: str, status: int, says: str
+) -> None:
+    """A browser asking for the page of a counter that does not exist, or of a name that is not
+    one, gets a 404 or 422 page saying so, linked back to /, with the pages' headers and
+    nothing live on it; the API's own route still answers that browser in JSON."""
+    answer = client.get(path, headers={"Accept": BROWSER_ACCEPT})
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.headers["content-security-policy"] == STRICT_POLICY
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["cache-control"] == "no-cache"
+    assert f"<p>{says}</p>" in answer.text
+    assert '<a href="/">Back to all visits</a>' in answer.text
+    assert "<script" not in answer.text
+    assert "data-namespace" not in answer.text
+    api = client.get("/v1/counters/example.com/nothing", headers={"Accept": BROWSER_ACCEPT})
+    assert api.json() == {"detail": "Counter example.com/nothing does not exist."}
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/json, */*;q=0.5"])
+@pytest.mark.parametrize(
     ("path", "status"),
     [("/dashboard/example.com/nothing", 404), ("/dashboard/bad%20name/home", 422)],
 )
-def test_a_missing_or_misnamed_counter_is_a_json_refusal(
-    client: TestClient, path: str, status: int
+def test_a_client_that_prefers_json_gets_the_json_refusal(
+    client: TestClient, accept: str, path: str, status: int
 ) -> None:
-    """A page for a counter that does not exist is a JSON 404; a bad name, a JSON 422."""
-    answer = client.get(path)
+    """A client whose Accept prefers JSON to HTML gets the API's JSON refusal instead."""
+    answer = client.get(path, headers={"Accept": accept})
     assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/json"
     assert "detail" in answer.json()
 
 

@@ -143,6 +143,62 @@ def test_a_store_failure_on_a_counter_route_is_counted(tmp_path: Path) -> None:
     assert value(found, "visit_tracker_store_errors_total", kind="StoreUnavailable") == 1
 
 
+def test_rate_limit_refusals_are_counted_by_route_class() -> None:
+    """Each limited class's series starts at 0, and every 429 counts once in its own class's:
+    the direct route POST /visit's (visit) as well as the framework's routes' (hits, reads,
+    admin); a class left unlimited has none."""
+    settings = Settings(
+        store="memory://",
+        rate_limit_visit=0.001,
+        rate_limit_visit_burst=1,
+        rate_limit_hits=0.001,
+        rate_limit_hits_burst=1,
+        rate_limit_reads=0.001,
+        rate_limit_reads_burst=1,
+        rate_limit_admin=0,
+    )
+    requests = {
+        "visit": ("POST", "/visit"),
+        "hits": ("POST", "/v1/counters/example.com/home/hits"),
+        "reads": ("GET", "/v1/counters/example.com/home"),
+    }
+    with TestClient(create_app(settings)) as client:
+        before = samples(client.get("/metrics").text)
+        for refusals, (kind, (method, path)) in enumerate(requests.items(), start=1):
+            statuses = [client.request(method, path).status_code for _ in range(1 + refusals)]
+            assert statuses == [200] + [429] * refusals, kind
+        found = samples(client.get("/metrics").text)
+    refused = "visit_tracker_rate_limited_total"
+    for kind in requests:
+        assert (refused, frozenset({("class", kind)})) in before
+        assert value(before, refused, **{"class": kind}) == 0
+    assert value(found, refused, **{"class": "visit"}) == 1
+    assert value(found, refused, **{"class": "hits"}) == 2
+    assert value(found, refused, **{"class": "reads"}) == 3
+    assert (refused, frozenset({("class", "admin")})) not in found
+
+
+def test_refusals_of_every_worker_are_counted(tmp_path: Path) -> None:
+    """With two worker processes, /metrics counts as many hits-class refusals as the clients
+    were answered 429s, whichever worker refused them."""
+    limits = ("--rate-limit-hits", "0.001", "--rate-limit-hits-burst", "1")
+    with running_server("--workers", "2", "--store", f"sqlite:///{tmp_path}/v.db", *limits) as (
+        server
+    ):
+        hit = f"{server.url}/v1/counters/example.com/home/hits"
+        statuses = [httpx2.post(hit).status_code for _ in range(12)]  # new connections
+        refusals = statuses.count(429)
+        assert refusals >= 10  # one allowed hit per worker's own buckets
+        deadline = time.monotonic() + 5
+        while True:
+            found = samples(httpx2.get(f"{server.url}/metrics").text)
+            counted = value(found, "visit_tracker_rate_limited_total", **{"class": "hits"})
+            if counted == refusals:
+                break
+            assert time.monotonic() < deadline, f"{counted} refusals counted, not {refusals}"
+            time.sleep(0.05)
+
+
 def test_the_dashboard_reads_only_metrics_the_server_exports() -> None:
     """Every metric the Grafana dashboard queries is one /metrics exports, and it queries each."""
     dashboard = json.loads(DASHBOARD.read_text())

@@ -21,6 +21,7 @@ from tests.server import AS_BROWSER, free_port, running_server
 from visit_tracker.api import errors
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS, RateLimitFields, route_class
 from visit_tracker.app import create_app
+from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits import RateLimiter, RouteClass
 from visit_tracker.settings import Settings
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId, open_store
@@ -162,7 +163,7 @@ def app_with_routes_added_later() -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, RateLimiter]]:
-        async with RateLimiter.running(Settings(store="memory://")) as limiter:
+        async with RateLimiter.running(Settings(store="memory://"), metrics=Metrics()) as limiter:
             yield {"limiter": limiter}
 
     app = FastAPI(lifespan=lifespan)

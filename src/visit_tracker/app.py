@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         try:
             async with (
                 Tracker.running(settings, metrics=metrics) as tracker,
-                RateLimiter.running(settings) as limiter,
+                RateLimiter.running(settings, metrics=metrics) as limiter,
             ):
                 streams = Streams(
                     tracker.total,

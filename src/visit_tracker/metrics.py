@@ -10,9 +10,11 @@
     visit_tracker_event_streams                             gauge     event streams open
     visit_tracker_event_counters                            gauge     counters polled for them
     visit_tracker_event_streams_dropped_total               counter   streams of stalled clients
+    visit_tracker_rate_limited_total{class}                 counter   requests refused with 429
 
 `route` is the route's template (`/v1/counters/{namespace}/{key}/hits`), or `unmatched`: never
-the raw path, which a client could vary without end.
+the raw path, which a client could vary without end. `class` is a rate limit's route class
+(`visit`, `hits`, `reads`, `admin`); each limited class has its series from the start, at 0.
 
 With `PROMETHEUS_MULTIPROC_DIR` set (`visit-tracker serve` makes a fresh one at every start),
 every process writes its values to files there and whichever answers `/metrics` reads them all.
@@ -26,6 +28,7 @@ file on every change, which per request would cost more than counting the visit 
 import asyncio
 import os
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import inf
 
@@ -123,8 +126,16 @@ class Metrics:
             "Event streams ended because their client took nothing written to it in time.",
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "visit_tracker_rate_limited",
+            "Requests refused (429) because their client was over its rate limit, by the "
+            "route class whose limit it was.",
+            ["class"],
+            registry=self.registry,
+        )
         self._requests: dict[tuple[str, str, int], int] = {}
         self._latencies: dict[str, _LatencyTally] = {}
+        self._refusals: dict[str, int] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Note one answered request; it reaches the exposition at the end of this iteration.
@@ -141,12 +152,28 @@ class Metrics:
         tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         tally.total += seconds
 
+    def rate_limits_on(self, route_classes: Iterable[str]) -> None:
+        """Start the refusals of each of these limited route classes at 0, so that a rate
+        over them is known before the first refusal."""
+        for route_class in route_classes:
+            self.rate_limited.labels(route_class)
+
+    def rate_limit_refused(self, route_class: str) -> None:
+        """Note one request refused for its rate limit; it reaches the exposition at the end of
+        this iteration, as requests do (a flood of refusals is what it counts)."""
+        if not self._refusals:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._refusals[route_class] = self._refusals.get(route_class, 0) + 1
+
     def flush(self) -> None:
-        """Hand the requests noted so far to prometheus-client."""
+        """Hand the requests and refusals noted so far to prometheus-client."""
         requests, self._requests = self._requests, {}
         latencies, self._latencies = self._latencies, {}
+        refusals, self._refusals = self._refusals, {}
         for (route, method, status), count in requests.items():
             self.requests.labels(route, method, str(status)).inc(count)
+        for route_class, count in refusals.items():
+            self.rate_limited.labels(route_class).inc(count)
         for route, tally in latencies.items():
             histogram = self.latency.labels(route)
             # Histogram.observe takes one value; these are its own per-bucket values, which

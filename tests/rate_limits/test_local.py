@@ -6,6 +6,7 @@ import pytest
 from time_machine import TimeMachineFixture
 
 from tests.rate_limits.checks import allowed
+from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits import Quota, RateLimiter, RouteClass
 from visit_tracker.rate_limits.gcra import MICROSECONDS
 from visit_tracker.rate_limits.local import LocalBuckets
@@ -22,7 +23,7 @@ async def test_a_client_gets_its_burst_then_one_request_a_second(
 ) -> None:
     """With the clock stopped the burst is all there is; a second later one more request passes."""
     time_machine.move_to(START, tick=False)
-    limiter = RateLimiter({RouteClass.HITS: ONE_A_SECOND}, LocalBuckets())
+    limiter = RateLimiter({RouteClass.HITS: ONE_A_SECOND}, LocalBuckets(), metrics=Metrics())
     client = ("203.0.113.7", 50000)
     assert [await allowed(limiter, RouteClass.HITS, client) for _ in range(3)] == [
         True,
@@ -39,7 +40,7 @@ async def test_clients_and_classes_have_buckets_of_their_own(
     """One client's empty bucket refuses neither another client nor another class."""
     time_machine.move_to(START, tick=False)
     quotas = {RouteClass.HITS: Quota(rate=1, burst=1), RouteClass.READS: Quota(rate=1, burst=1)}
-    limiter = RateLimiter(quotas, LocalBuckets())
+    limiter = RateLimiter(quotas, LocalBuckets(), metrics=Metrics())
     first, second = ("203.0.113.7", 1), ("203.0.113.8", 1)
     assert await allowed(limiter, RouteClass.HITS, first)
     assert not await allowed(limiter, RouteClass.HITS, first)
@@ -49,7 +50,7 @@ async def test_clients_and_classes_have_buckets_of_their_own(
 
 async def test_a_class_with_no_quota_is_not_limited() -> None:
     """A class left out of the quotas (its rate set to 0) answers None: no limit, no fields."""
-    limiter = RateLimiter({RouteClass.HITS: ONE_A_SECOND}, LocalBuckets())
+    limiter = RateLimiter({RouteClass.HITS: ONE_A_SECOND}, LocalBuckets(), metrics=Metrics())
     assert await limiter.check(RouteClass.VISIT, ("203.0.113.7", 1)) is None
 
 

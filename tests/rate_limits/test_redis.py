@@ -14,6 +14,7 @@ from time_machine import TimeMachineFixture
 from tests.rate_limits.checks import CLIENT, allowed
 from tests.redis_servers import RedisServer, fresh_prefix, redis_server, shared_redis
 from tests.server import free_port
+from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits import Quota, RateLimiter, RouteClass
 from visit_tracker.rate_limits.redis import RedisBuckets
 
@@ -33,7 +34,7 @@ def redis_url() -> Iterator[str]:
 async def limiter_on(url: str, *, pause: float = 1.0) -> AsyncIterator[RateLimiter]:
     buckets = RedisBuckets.open(url, pause=pause)
     try:
-        yield RateLimiter(HITS, buckets)
+        yield RateLimiter(HITS, buckets, metrics=Metrics())
     finally:
         await buckets.close()
 

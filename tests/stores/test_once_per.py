@@ -145,3 +145,17 @@ async def test_a_purge_forgets_ended_windows_only(
     time_machine.move_to(TEN + timedelta(minutes=40), tick=False)
     await store.purge(0)
     assert await store.apply([by(1), by(2)]) == [3, 3]
+
+
+async def test_a_counter_made_again_counts_its_old_visitors_afresh(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """Deleting a counter forgets the visitors its window held back: made again under the same
+    name, it counts them at once, and another counter's window still holds its own."""
+    time_machine.move_to(TEN, tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=60)
+    await store.create(ABOUT, value=0, admin_key_hash=None, count_once_per=60)
+    assert await store.apply([by(1), by(2), by(1, ABOUT)]) == [1, 2, 1]
+    assert await store.delete(HOME)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=60)
+    assert await store.apply([by(1), by(2), by(1), by(1, ABOUT)]) == [1, 2, 2, 1]

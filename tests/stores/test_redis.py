@@ -13,7 +13,13 @@ from tests.redis_servers import RedisServer, redis_cluster, redis_server, wait_u
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
-from visit_tracker.stores.redis import EXPORT_CHUNK, IN_FLIGHT, RedisStore, parse_redis_url
+from visit_tracker.stores.redis import (
+    EXPORT_CHUNK,
+    IN_FLIGHT,
+    SCAN_COUNT,
+    RedisStore,
+    parse_redis_url,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -193,6 +199,30 @@ async def test_top_counters_reads_counters_chunk_by_chunk(
     finally:
         await store.close()
     assert top == [(counters[-1], 3), (counters[7], 2), (counters[0], 1)]
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_a_delete_forgets_counted_visitors_scan_by_scan(
+    new_store_url: NewStoreUrl, kind: str
+) -> None:
+    """With marks of more counted visitors than one SCAN round trip visits, a delete removes
+    them all and only them: the counter made again counts every visitor at once, and another
+    counter still holds its own back."""
+    visitors = range(1, 2 * SCAN_COUNT + 2)
+    other = CounterId("site", "home2")  # a tag that starts as HOME's does
+    store = await open_store(new_store_url(kind), wait_limit=5.0)
+    try:
+        for counter in (HOME, other):
+            await store.create(counter, value=0, admin_key_hash=None, count_once_per=60)
+            await store.apply([Hit(counter, visitor=visitor) for visitor in visitors])
+        assert await store.delete(HOME)
+        await store.create(HOME, value=0, admin_key_hash=None, count_once_per=60)
+        again = await store.apply([Hit(HOME, visitor=visitor) for visitor in visitors])
+        held_back = await store.apply([Hit(other, visitor=visitor) for visitor in visitors])
+    finally:
+        await store.close()
+    assert again == list(visitors)
+    assert set(held_back) == {len(visitors)}
 
 
 async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recovers(

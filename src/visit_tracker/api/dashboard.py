@@ -6,14 +6,20 @@ stands in for one it does not have. They are drawn on the server, charts include
 with a table that says the same in text); `static/dashboard.js` keeps them live by reading the
 counter's events (or polling its JSON where the event stream is not served) and fetching the
 page again when the value changes, to swap in its `data-live` sections.
+
+A counter page that cannot be shown — no such counter, or a name that is not one — is a small
+HTML page saying so, with the status the API would answer (404, 422), to a browser; a client
+that prefers JSON to HTML, by its `Accept` header, gets the API's JSON refusal.
 """
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from visit_tracker import charts
@@ -21,6 +27,8 @@ from visit_tracker.api import counters, history
 from visit_tracker.api.assets import asset_url
 from visit_tracker.api.counters import Key, Namespace
 from visit_tracker.api.deps import TrackerDep
+from visit_tracker.api.errors import sentence
+from visit_tracker.api.negotiation import prefers_json
 from visit_tracker.api.rate_limits import READS
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
@@ -52,7 +60,64 @@ def as_json(responses: Responses) -> Responses:
     return documented
 
 
+class PageRoute(APIRoute):
+    """A dashboard route whose refusals about the counter asked for (there is none, or its name
+    is not one) are pages to a browser, and the API's JSON to a client that prefers JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (CounterNotFound, RequestValidationError) as error:
+                if prefers_json(request.headers.get("accept", "")):
+                    raise
+                return refusal_page(error)
+
+        return handle
+
+
+def refusal_page(error: CounterNotFound | RequestValidationError) -> HTMLResponse:
+    if isinstance(error, CounterNotFound):
+        return page(
+            "refused.html",
+            status_code=404,
+            title="No such counter",
+            lines=[sentence(error), "Nothing has counted a visit on it yet, or it was deleted."],
+        )
+    return page(
+        "refused.html",
+        status_code=422,
+        title="Not a counter's name",
+        lines=[
+            f"The {problem['loc'][-1]} “{problem['input']}” "
+            f"{problem['msg'].removeprefix('Value error, ')}."
+            for problem in error.errors()
+        ],
+    )
+
+
+PAGE = {"text/html": {"schema": {"type": "string"}}}
+REFUSED_PAGES: Responses = {
+    404: {
+        "description": "No such counter: a page that says so, or to a client that prefers JSON "
+        "(by `Accept`), the API's JSON.",
+        "content": {**PAGE, **as_json(NOT_FOUND)[404]["content"]},
+    },
+    422: {
+        "description": "The namespace or key is not a counter's name: a page that says so, or to "
+        "a client that prefers JSON (by `Accept`), the API's JSON.",
+        "content": {
+            **PAGE,
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}},
+        },
+    },
+}
+"""The counter page's refusals, documented with both their forms."""
+
 router = APIRouter(
+    route_class=PageRoute,
     tags=["dashboard"],
     dependencies=[READS],
     default_response_class=HTMLResponse,
@@ -72,9 +137,9 @@ PAGE_HEADERS = {"Cache-Control": "no-cache"}
 """The figures change with every visit: a browser asks again each time it shows a page."""
 
 
-def page(template: str, **context: Any) -> HTMLResponse:
+def page(template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     html = templates.get_template(template).render(**context)
-    return HTMLResponse(html, headers=PAGE_HEADERS)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
 @router.get("/", responses={200: {"description": "The dashboard's page."}})
@@ -112,7 +177,7 @@ async def home(tracker: TrackerDep) -> HTMLResponse:
 
 @router.get(
     "/dashboard/{namespace}/{key}",
-    responses={200: {"description": "The counter's page."}, **as_json(NOT_FOUND)},
+    responses={200: {"description": "The counter's page."}, **REFUSED_PAGES},
 )
 async def counter_page(
     namespace: Namespace, key: Key, tracker: TrackerDep, request: Request

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from visit_tracker.metrics import Metrics
 from visit_tracker.rate_limits.base import Buckets, BucketsUnavailable
 from visit_tracker.rate_limits.clients import bucket_name, client_address
 from visit_tracker.rate_limits.gcra import Decision, Quota
@@ -61,14 +62,18 @@ def buckets_url(settings: Settings) -> str:
 class RateLimiter:
     """Decides, per client and route class, whether a request may go ahead."""
 
-    def __init__(self, quotas: Mapping[RouteClass, Quota], buckets: Buckets) -> None:
+    def __init__(
+        self, quotas: Mapping[RouteClass, Quota], buckets: Buckets, *, metrics: Metrics
+    ) -> None:
         self._quotas = dict(quotas)
         self._buckets = buckets
+        self._metrics = metrics
         self._failing = False
+        metrics.rate_limits_on(self._quotas)
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, settings: Settings) -> AsyncIterator["RateLimiter"]:
+    async def running(cls, settings: Settings, *, metrics: Metrics) -> AsyncIterator["RateLimiter"]:
         """The limiter these settings describe; its connections are closed on exit."""
         limits = quotas(settings)
         url = buckets_url(settings)
@@ -81,7 +86,7 @@ class RateLimiter:
         else:
             buckets = LocalBuckets()
         try:
-            yield cls(limits, buckets)
+            yield cls(limits, buckets, metrics=metrics)
         finally:
             await buckets.close()
 
@@ -91,7 +96,7 @@ class RateLimiter:
         """Take a token from the bucket of this class and client (the ASGI scope's `client`).
 
         None when the class is not limited, or when the buckets cannot be reached: the request
-        goes ahead and nothing is known to tell the client.
+        goes ahead and nothing is known to tell the client. A refusal is counted in the metrics.
         """
         quota = self._quotas.get(route_class)
         if quota is None:
@@ -108,4 +113,6 @@ class RateLimiter:
         if self._failing:
             self._failing = False
             logger.warning("rate limits are on again: their Redis answers")
+        if not decision.allowed:
+            self._metrics.rate_limit_refused(route_class)
         return decision

@@ -11,7 +11,11 @@ Layout: a counter is one hash, `{prefix}:{namespace:key}`, holding `value`, `cre
 lives whole on one shard and counters spread over all of them. A visitor counted within a
 counter's window is a key `{prefix}:{namespace:key}:counted:{visitor id}` holding when the
 window ends (the instances' clock, as every time here); it expires with the window (Redis's
-clock), so neither a purge nor a delete needs to find it. On one server the set
+clock), so a purge need not find it. A delete does, so that a counter made again under the same
+name counts every visitor afresh, as on the other stores: once the counter is gone, it scans the
+node that holds it for `{prefix}:{namespace:key}:counted:*` (`SCAN … MATCH`, `SCAN_COUNT` keys a
+round trip), deleting what each round trip found with the next, since keeping the marks listed
+somewhere would cost every hit a command. On one server the set
 `{prefix}:counters` lists every counter so that export needs no key scan; a cluster has no
 place for such a set, and export scans each primary for the prefix instead.
 
@@ -107,6 +111,9 @@ when it runs out."""
 
 EXPORT_CHUNK = 500
 """Counters read per round trip when exporting."""
+
+SCAN_COUNT = 1000
+"""Keys a SCAN visits per round trip: each holds Redis about as long as a small batch does."""
 
 DIRECT_HOURS = 10_000
 DIRECT_DAYS = 1_000
@@ -549,7 +556,10 @@ class RedisStore:
             len(keys),
         )
         (reply,) = await self._send(node, [command], deadline=deadline, writes=True)
-        return bool(check(reply, source=node))
+        deleted = bool(check(reply, source=node))
+        # After the counter is gone: a hit from now on finds no window, and marks none.
+        await self._forget_counted(node, counter)
+        return deleted
 
     async def series(
         self, counter: CounterId, *, start_ms: int, end_ms: int
@@ -1040,6 +1050,25 @@ class RedisStore:
                 (counter, check(reply, source=node))
                 for counter, reply in zip(chunk, replies, strict=True)
             ]
+
+    async def _forget_counted(self, node: ConnectionSource, counter: CounterId) -> None:
+        """Delete the marks of the visitors counted within the counter's window, from a scan of
+        the node that holds the counter; what one round trip found goes with the next."""
+        match = f"{self._key(counter)}:counted:*"
+        cursor: bytes | int = 0
+        found: list[bytes] = []
+        while True:
+            scan: Command = ("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
+            commands: list[Command] = [("DEL", *found), scan] if found else [scan]
+            replies = await self._send(node, commands, deadline=self._deadline(), writes=True)
+            *_, (cursor, found) = [check(reply, source=node) for reply in replies]
+            if int(cursor) == 0:
+                break
+        if found:
+            (reply,) = await self._send(
+                node, [("DEL", *found)], deadline=self._deadline(), writes=True
+            )
+            check(reply, source=node)
 
     async def _tags_on(self, node: ConnectionSource, pattern: str) -> list[str]:
         """The tags of the counters on one node that match the glob `pattern`: from the index
