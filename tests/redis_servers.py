@@ -140,3 +140,28 @@ def wait_until_cluster_ok(servers: list[RedisServer]) -> None:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the cluster was not ok after {CLUSTER_TIMEOUT} s")
                 time.sleep(0.05)
+
+
+def move_slot(servers: list[RedisServer], slot: int, *, pause: float) -> None:
+    """Move one hash slot from its primary to the next one in `servers` the way `redis-cli
+    --cluster reshard` does — target importing, source migrating, MIGRATE key by key, then every
+    node told the new owner — waiting `pause` s before each key, so that the slot's keys stay
+    split between the two primaries for a while."""
+    with servers[0].client() as client:
+        owner_port = next(
+            port
+            for start, end, (_, port, *_), *_ in client.cluster("SLOTS")
+            if start <= slot <= end
+        )
+    at = next(number for number, server in enumerate(servers) if server.port == owner_port)
+    source, target = servers[at], servers[(at + 1) % len(servers)]
+    with source.client() as source_client, target.client() as target_client:
+        source_id, target_id = (c.cluster("MYID").decode() for c in (source_client, target_client))
+        target_client.cluster("SETSLOT", slot, "IMPORTING", source_id)
+        source_client.cluster("SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source_client.cluster("GETKEYSINSLOT", slot, 1):
+            time.sleep(pause)
+            source_client.migrate("127.0.0.1", target.port, keys, 0, 5000)
+    for server in [target, source, *(s for s in servers if s not in (target, source))]:
+        with server.client() as client:
+            client.cluster("SETSLOT", slot, "NODE", target_id)

@@ -3,13 +3,20 @@
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import NewStoreUrl
-from tests.redis_servers import RedisServer, redis_cluster, redis_server, wait_until_cluster_ok
+from tests.redis_servers import (
+    RedisServer,
+    move_slot,
+    redis_cluster,
+    redis_server,
+    wait_until_cluster_ok,
+)
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
@@ -223,5 +230,49 @@ async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recove
             victim.start()
             wait_until_cluster_ok(nodes)
             assert await store.apply([Hit(doomed)]) == [2]
+        finally:
+            await store.close()
+
+
+async def test_a_cluster_store_counts_exactly_while_the_counters_slot_moves(
+    tmp_path: Path,
+) -> None:
+    """While 20 clients hit a counter, its slot moves to each primary in turn, its keys
+    split between two of them for a while each time: every hit is counted, once, and none
+    fails, since a script the cluster redirected or told to try again has not run."""
+    with redis_cluster(tmp_path) as nodes:
+        store = await open_store(f"redis+cluster://127.0.0.1:{nodes[0].port}", wait_limit=2.0)
+        try:
+            await store.apply([Hit(HOME, page="/", referrer="https://a.example/", visitor=0)])
+            with nodes[0].client() as client:
+                slot = client.cluster("KEYSLOT", "visit-tracker:{site:home}")
+            values: list[int] = []
+            failures: Counter[str] = Counter()
+            moved = asyncio.Event()
+
+            counted_by_move: list[int] = []
+
+            async def reshard() -> None:
+                try:
+                    for _ in nodes:
+                        await asyncio.to_thread(move_slot, nodes, slot, pause=0.02)
+                        await asyncio.sleep(0.1)  # hits go on to the new owner
+                        counted_by_move.append(len(values))
+                finally:
+                    moved.set()
+
+            async def visit(visitor: int) -> None:
+                while not moved.is_set():
+                    hit = Hit(HOME, page="/", referrer="https://a.example/", visitor=visitor)
+                    try:
+                        values.extend(await store.apply([hit]))
+                    except (StoreUnavailable, StoreOutcomeUnknown) as error:
+                        failures[f"{type(error).__name__}: {error}"] += 1
+
+            await asyncio.gather(reshard(), *(visit(visitor) for visitor in range(20)))
+            assert failures == {}
+            assert 0 < counted_by_move[0] < counted_by_move[1] < counted_by_move[2]
+            assert sorted(values) == list(range(2, len(values) + 2))
+            assert await store.value(HOME) == len(values) + 1
         finally:
             await store.close()

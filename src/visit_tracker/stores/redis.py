@@ -30,12 +30,15 @@ scripts for each node sent in one write and the nodes in parallel. Each counter 
 batch across shards is atomic per counter only, and so is a restore (which may be run again).
 
 Failures: every operation finishes within the store wait limit. Nothing is retried, since
-running a hit twice would count it twice. When a request never reached Redis (down, refused,
-no connection in time) the visit was not counted: `StoreUnavailable`, a 503 that says so. When
-the request was written but its reply was lost (Redis died or stalled mid-request), Redis may
-or may not have counted it: `StoreOutcomeUnknown`, a 504 saying the visit may have been counted.
-So does a cluster batch that some shards applied and others did not. Connections are made
-afresh as needed, so the store recovers by itself when Redis is back.
+running a hit twice would count it twice — except what a cluster answered without running it
+while it moves a slot between shards (MOVED, ASK, TRYAGAIN): that is sent again where the keys
+now are until the move is over, so hits on a moving counter wait a few milliseconds. When a
+request never reached Redis (down, refused, no connection in time) the visit was not counted:
+`StoreUnavailable`, a 503 that says so. When the request was written but its reply was lost
+(Redis died or stalled mid-request), Redis may or may not have counted it:
+`StoreOutcomeUnknown`, a 504 saying the visit may have been counted. So does a cluster batch
+that some shards applied and others did not. Connections are made afresh as needed, so the store
+recovers by itself when Redis is back.
 
 Durability is Redis's: an acknowledged visit is in Redis's memory, and survives a crash of
 Redis only with `appendonly yes` (`appendfsync always` keeps every acknowledged visit;
@@ -57,7 +60,7 @@ from redis.asyncio.connection import Connection, parse_url
 from redis.typing import EncodableT
 
 from visit_tracker.errors import StoreError, StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
-from visit_tracker.stores._redis_topology import Cluster, OneServer, Topology
+from visit_tracker.stores._redis_topology import Cluster, OneServer, Topology, follow_slot_moves
 from visit_tracker.stores._redis_wire import (
     Command,
     ConnectionSource,
@@ -831,7 +834,7 @@ class RedisStore:
             for (counters, _), reply in zip(work[node], outcome, strict=True):
                 try:
                     done.append((counters, check(reply, source=node)))
-                except StoreError as error:
+                except (StoreError, StoreOutcomeUnknown) as error:
                     self._topology.suspect()
                     failures.append(error)
         if not failures:
@@ -921,6 +924,27 @@ class RedisStore:
         *,
         deadline: float,
         writes: bool = False,
+    ) -> list[Reply]:
+        """The replies of the commands sent to one node in one round trip, and sent again
+        wherever a moving slot's keys now are (see `follow_slot_moves`)."""
+        replies = await self._round_trip(node, commands, deadline=deadline, writes=writes)
+        if not isinstance(self._topology, Cluster):
+            return replies
+        return await follow_slot_moves(
+            self._topology,
+            lambda target, again: self._round_trip(target, again, deadline=deadline, writes=writes),
+            sent=(node, commands),
+            replies=replies,
+            deadline=deadline,
+        )
+
+    async def _round_trip(
+        self,
+        node: ConnectionSource,
+        commands: Sequence[Command],
+        *,
+        deadline: float,
+        writes: bool,
     ) -> list[Reply]:
         """One round trip to one node, waiting for a free slot no later than `deadline`."""
         if self._in_flight.locked():
