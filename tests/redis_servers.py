@@ -7,12 +7,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 from uuid import uuid4
 
 import redis
 
 from tests.server import free_port
+from tests.tls import Certificate
 from tests.tools import require_program, require_tool
 
 START_TIMEOUT = 15.0
@@ -42,14 +45,37 @@ def fresh_prefix(server_url: str) -> Iterator[str]:
                 client.delete(key)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """What a Redis server speaking TLS only uses: its certificate, which it also shows as a
+    client (to the test's own clients), and the authority whose clients it accepts."""
+
+    authority: Path
+    certificate: Certificate
+
+    def url_options(self) -> str:
+        """The store URL options under which a client trusts `authority` and shows the
+        certificate."""
+        return urlencode(
+            {
+                "ssl_ca_certs": self.authority,
+                "ssl_certfile": self.certificate.certificate,
+                "ssl_keyfile": self.certificate.key,
+            }
+        )
+
+
 class RedisServer:
     """One redis-server process that a test may kill, stall, resume and start again."""
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(self, directory: Path, *options: str, tls: ServerTls | None = None) -> None:
         self.port = free_port()
         self.directory = directory
         self.options = options
+        self.tls = tls
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        if tls is not None:
+            self.url = f"rediss://127.0.0.1:{self.port}/0?{tls.url_options()}"
         self._process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -57,6 +83,11 @@ class RedisServer:
         """Start (again, on the same port and files) and return once it answers PING."""
         program = require_program("redis-server", "redis-server")
         command = [program, "--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.tls is not None:
+            command[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            command += ["--tls-ca-cert-file", str(self.tls.authority)]
+            command += ["--tls-cert-file", str(self.tls.certificate.certificate)]
+            command += ["--tls-key-file", str(self.tls.certificate.key)]
         command += ["--dir", str(self.directory), "--save", "", "--daemonize", "no"]
         command += ["--logfile", str(self.directory / "redis.log"), *self.options]
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
@@ -84,7 +115,9 @@ class RedisServer:
         self._process.send_signal(signal.SIGCONT)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        if self.tls is None:
+            return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis.from_url(self.url, socket_timeout=5)
 
     def _answers(self) -> bool:
         try:
@@ -95,9 +128,11 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(directory: Path, *options: str) -> Iterator[RedisServer]:
-    """A started private server, killed on the way out."""
-    server = RedisServer(directory, *options)
+def redis_server(
+    directory: Path, *options: str, tls: ServerTls | None = None
+) -> Iterator[RedisServer]:
+    """A started private server (speaking TLS only if `tls` is given), killed on the way out."""
+    server = RedisServer(directory, *options, tls=tls)
     try:
         server.start()
         yield server

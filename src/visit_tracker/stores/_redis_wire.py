@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
@@ -73,6 +73,10 @@ class Pool:
         if self._free:
             return self._free.pop()
         connection = self._connection_class(**self._connection_kwargs)
+        if isinstance(connection, SSLConnection) and self._every:
+            # One TLS context for all: each new one reads every system authority, tens of
+            # milliseconds on the event loop, seconds for a burst of new connections.
+            connection.ssl_context = self._every[0].ssl_context  # type: ignore[attr-defined]
         self._every.append(connection)
         return connection
 

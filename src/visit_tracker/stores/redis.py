@@ -3,7 +3,10 @@
 URLs: `redis://[user:password@]host:6379/0` for one server (`rediss://` for TLS), and
 `redis+cluster://[user:password@]host:7000` for a cluster, found from any one of its nodes
 (`rediss+cluster://` for TLS). `?prefix=NAME` starts every key with `NAME:` (default
-`visit-tracker`), so several stores can share one Redis.
+`visit-tracker`), so several stores can share one Redis. Over TLS the server's certificate is
+checked against the system's authorities and the one in the file `?ssl_ca_certs=PATH`, and must
+name the host; `?ssl_certfile=PATH&ssl_keyfile=PATH` give a client certificate, which Redis asks
+for unless it runs with `tls-auth-clients no`.
 
 Layout: a counter is one hash, `{prefix}:{namespace:key}`, holding `value`, `created_at` and
 `updated_at` (Unix ms), `admin_key_hash` once it is owned, `bot_hits` once a bot hit it and
@@ -53,8 +56,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from redis.asyncio.connection import Connection, parse_url
 from redis.typing import EncodableT
@@ -94,6 +98,8 @@ from visit_tracker.stores.base import (
 from visit_tracker.stores.sketch import EXACT_BELOW
 
 DEFAULT_PREFIX = "visit-tracker"
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+"""Files redis-py reads for TLS, passed on to it in the URL."""
 PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 """No glob characters: the prefix is also a SCAN pattern."""
 
@@ -278,7 +284,7 @@ class RedisLocation:
     """A checked Redis store URL, taken apart."""
 
     server_url: str
-    """The URL redis-py reads: `redis://` or `rediss://`, without our own options."""
+    """The URL redis-py reads: `redis://` or `rediss://`, with the TLS options only."""
     cluster: bool
     prefix: str
     where: str
@@ -292,6 +298,7 @@ def parse_redis_url(url: str) -> RedisLocation:
     bad = f"bad Redis store URL {shown!r}"
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     prefix = options.pop("prefix", DEFAULT_PREFIX)
+    tls = {name: options.pop(name) for name in TLS_OPTIONS if name in options}
     example = "redis://127.0.0.1:6379/0 or redis+cluster://127.0.0.1:7000"
     try:
         port = parts.port
@@ -301,6 +308,13 @@ def parse_redis_url(url: str) -> RedisLocation:
         raise ValueError(f"{bad}: name the host, as in {example}")
     if options:
         raise ValueError(f"{bad}: unknown option {', '.join(options)}")
+    if tls and not parts.scheme.startswith("rediss"):
+        raise ValueError(f"{bad}: {', '.join(tls)} needs TLS: start the URL with rediss")
+    for name, path in tls.items():
+        if not Path(path).is_file():
+            raise ValueError(f"{bad}: {name}: no file {path}")
+    if "ssl_keyfile" in tls and "ssl_certfile" not in tls:
+        raise ValueError(f"{bad}: ssl_keyfile needs the certificate, ssl_certfile")
     if not PREFIX.match(prefix):
         raise ValueError(
             f"{bad}: the prefix must match {PREFIX.pattern} (letters, digits and _ . : -)"
@@ -313,6 +327,8 @@ def parse_redis_url(url: str) -> RedisLocation:
         raise ValueError(f"{bad}: put a database number after the port, as in {example}")
     scheme = parts.scheme.removesuffix("+cluster")
     server_url = f"{scheme}://{parts.netloc}/{database}"
+    if tls:
+        server_url += f"?{urlencode(tls)}"
     return RedisLocation(server_url, cluster, prefix, f"{parts.hostname}:{port or 6379}")
 
 
