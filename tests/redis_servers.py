@@ -7,12 +7,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 from uuid import uuid4
 
 import redis
 
 from tests.server import free_port
+from tests.tls import Certificate
 from tests.tools import require_program, require_tool
 
 START_TIMEOUT = 15.0
@@ -42,14 +45,37 @@ def fresh_prefix(server_url: str) -> Iterator[str]:
                 client.delete(key)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """What a Redis server speaking TLS only uses: its certificate, which it also shows as a
+    client (to the test's own clients), and the authority whose clients it accepts."""
+
+    authority: Path
+    certificate: Certificate
+
+    def url_options(self) -> str:
+        """The store URL options under which a client trusts `authority` and shows the
+        certificate."""
+        return urlencode(
+            {
+                "ssl_ca_certs": self.authority,
+                "ssl_certfile": self.certificate.certificate,
+                "ssl_keyfile": self.certificate.key,
+            }
+        )
+
+
 class RedisServer:
     """One redis-server process that a test may kill, stall, resume and start again."""
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(self, directory: Path, *options: str, tls: ServerTls | None = None) -> None:
         self.port = free_port()
         self.directory = directory
         self.options = options
+        self.tls = tls
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        if tls is not None:
+            self.url = f"rediss://127.0.0.1:{self.port}/0?{tls.url_options()}"
         self._process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -57,6 +83,11 @@ class RedisServer:
         """Start (again, on the same port and files) and return once it answers PING."""
         program = require_program("redis-server", "redis-server")
         command = [program, "--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.tls is not None:
+            command[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            command += ["--tls-ca-cert-file", str(self.tls.authority)]
+            command += ["--tls-cert-file", str(self.tls.certificate.certificate)]
+            command += ["--tls-key-file", str(self.tls.certificate.key)]
         command += ["--dir", str(self.directory), "--save", "", "--daemonize", "no"]
         command += ["--logfile", str(self.directory / "redis.log"), *self.options]
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
@@ -84,7 +115,9 @@ class RedisServer:
         self._process.send_signal(signal.SIGCONT)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        if self.tls is None:
+            return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis.from_url(self.url, socket_timeout=5)
 
     def _answers(self) -> bool:
         try:
@@ -95,9 +128,11 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(directory: Path, *options: str) -> Iterator[RedisServer]:
-    """A started private server, killed on the way out."""
-    server = RedisServer(directory, *options)
+def redis_server(
+    directory: Path, *options: str, tls: ServerTls | None = None
+) -> Iterator[RedisServer]:
+    """A started private server (speaking TLS only if `tls` is given), killed on the way out."""
+    server = RedisServer(directory, *options, tls=tls)
     try:
         server.start()
         yield server
@@ -140,3 +175,28 @@ def wait_until_cluster_ok(servers: list[RedisServer]) -> None:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the cluster was not ok after {CLUSTER_TIMEOUT} s")
                 time.sleep(0.05)
+
+
+def move_slot(servers: list[RedisServer], slot: int, *, pause: float) -> None:
+    """Move one hash slot from its primary to the next one in `servers` the way `redis-cli
+    --cluster reshard` does — target importing, source migrating, MIGRATE key by key, then every
+    node told the new owner — waiting `pause` s before each key, so that the slot's keys stay
+    split between the two primaries for a while."""
+    with servers[0].client() as client:
+        owner_port = next(
+            port
+            for start, end, (_, port, *_), *_ in client.cluster("SLOTS")
+            if start <= slot <= end
+        )
+    at = next(number for number, server in enumerate(servers) if server.port == owner_port)
+    source, target = servers[at], servers[(at + 1) % len(servers)]
+    with source.client() as source_client, target.client() as target_client:
+        source_id, target_id = (c.cluster("MYID").decode() for c in (source_client, target_client))
+        target_client.cluster("SETSLOT", slot, "IMPORTING", source_id)
+        source_client.cluster("SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source_client.cluster("GETKEYSINSLOT", slot, 1):
+            time.sleep(pause)
+            source_client.migrate("127.0.0.1", target.port, keys, 0, 5000)
+    for server in [target, source, *(s for s in servers if s not in (target, source))]:
+        with server.client() as client:
+            client.cluster("SETSLOT", slot, "NODE", target_id)

@@ -3,14 +3,24 @@
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import NewStoreUrl
-from tests.redis_servers import RedisServer, redis_cluster, redis_server, wait_until_cluster_ok
+from tests.redis_servers import (
+    RedisServer,
+    ServerTls,
+    move_slot,
+    redis_cluster,
+    redis_server,
+    wait_until_cluster_ok,
+)
 from tests.server import free_port
+from tests.tls import certificate_authority
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
 from visit_tracker.stores.redis import (
@@ -69,6 +79,9 @@ def test_urls_name_server_database_and_prefix(
         ("redis://127.0.0.1:6379/0?prefix=a*b", "the prefix must match"),
         ("redis://127.0.0.1:6379/0?timeout=3", "unknown option timeout"),
         ("redis://:hunter2@127.0.0.1:6379/x", "'redis://:\\*\\*\\*@127.0.0.1:6379/x'"),
+        ("redis://127.0.0.1/0?ssl_ca_certs=/etc/hostname", "ssl_ca_certs needs TLS"),
+        ("rediss://127.0.0.1/0?ssl_ca_certs=/no/ca.pem", "ssl_ca_certs: no file /no/ca.pem"),
+        ("rediss://127.0.0.1/0?ssl_keyfile=/etc/hostname", "ssl_keyfile needs the certificate"),
     ],
 )
 def test_bad_urls_are_refused_saying_why(url: str, message: str) -> None:
@@ -255,3 +268,87 @@ async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recove
             assert await store.apply([Hit(doomed)]) == [2]
         finally:
             await store.close()
+
+
+async def test_a_cluster_store_counts_exactly_while_the_counters_slot_moves(
+    tmp_path: Path,
+) -> None:
+    """While 20 clients hit a counter, its slot moves to each primary in turn, its keys
+    split between two of them for a while each time: every hit is counted, once, and none
+    fails, since a script the cluster redirected or told to try again has not run."""
+    with redis_cluster(tmp_path) as nodes:
+        store = await open_store(f"redis+cluster://127.0.0.1:{nodes[0].port}", wait_limit=2.0)
+        try:
+            await store.apply([Hit(HOME, page="/", referrer="https://a.example/", visitor=0)])
+            with nodes[0].client() as client:
+                slot = client.cluster("KEYSLOT", "visit-tracker:{site:home}")
+            values: list[int] = []
+            failures: Counter[str] = Counter()
+            moved = asyncio.Event()
+
+            counted_by_move: list[int] = []
+
+            async def reshard() -> None:
+                try:
+                    for _ in nodes:
+                        await asyncio.to_thread(move_slot, nodes, slot, pause=0.02)
+                        await asyncio.sleep(0.1)  # hits go on to the new owner
+                        counted_by_move.append(len(values))
+                finally:
+                    moved.set()
+
+            async def visit(visitor: int) -> None:
+                while not moved.is_set():
+                    hit = Hit(HOME, page="/", referrer="https://a.example/", visitor=visitor)
+                    try:
+                        values.extend(await store.apply([hit]))
+                    except (StoreUnavailable, StoreOutcomeUnknown) as error:
+                        failures[f"{type(error).__name__}: {error}"] += 1
+
+            await asyncio.gather(reshard(), *(visit(visitor) for visitor in range(20)))
+            assert failures == {}
+            assert 0 < counted_by_move[0] < counted_by_move[1] < counted_by_move[2]
+            assert sorted(values) == list(range(2, len(values) + 2))
+            assert await store.value(HOME) == len(values) + 1
+        finally:
+            await store.close()
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis that speaks TLS only, with a certificate from an authority of its own."""
+    authority = certificate_authority(tmp_path / "authority")
+    tls = ServerTls(authority.certificate, authority.issue(tmp_path / "server"))
+    with redis_server(tmp_path / "redis", tls=tls) as server:
+        yield server
+
+
+async def test_a_store_over_tls_counts_a_burst_exactly(tls_redis: RedisServer) -> None:
+    """Through `rediss://` naming the server's authority and a client certificate, concurrent
+    batches on a TLS-only Redis hand out 1..N once each."""
+    store = await open_store(f"{tls_redis.url}&prefix=tls", wait_limit=5.0)
+    try:
+        results = await asyncio.gather(*(store.apply([Hit(HOME)]) for _ in range(4 * IN_FLIGHT)))
+        assert sorted(value for (value,) in results) == list(range(1, 4 * IN_FLIGHT + 1))
+        assert await store.value(HOME) == 4 * IN_FLIGHT
+    finally:
+        await store.close()
+    with tls_redis.client() as client:
+        assert client.hget("tls:{site:home}", "value") == str(4 * IN_FLIGHT).encode()
+
+
+async def test_a_server_certificate_from_another_authority_is_refused(
+    tls_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A store trusting another authority than the one that signed the server's certificate
+    refuses to open, saying the certificate failed verification, and writes nothing."""
+    assert tls_redis.tls is not None
+    stranger = certificate_authority(tmp_path / "stranger")
+    url = tls_redis.url.replace(
+        quote(str(tls_redis.tls.authority), safe=""), quote(str(stranger.certificate), safe="")
+    )
+    assert url != tls_redis.url
+    with pytest.raises(StoreOpenError, match="certificate verify failed"):
+        await open_store(url, wait_limit=5.0)
+    with tls_redis.client() as client:
+        assert client.dbsize() == 0

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
@@ -36,7 +36,8 @@ from visit_tracker.errors import StoreError, StoreOutcomeUnknown, StoreUnavailab
 
 Command = tuple[EncodableT, ...]
 Reply = Any
-"""What Redis answered to one command: bytes, int, a list, None, or a `ResponseError`."""
+"""What Redis answered to one command: bytes, int, a list, None, or a `ResponseError`; or the
+`StoreError` or `StoreOutcomeUnknown` of a round trip that carried it again and failed."""
 
 NO_RETRY = Retry(NoBackoff(), retries=0)
 """redis-py's own retries would run a command twice when only its reply was lost."""
@@ -72,6 +73,10 @@ class Pool:
         if self._free:
             return self._free.pop()
         connection = self._connection_class(**self._connection_kwargs)
+        if isinstance(connection, SSLConnection) and self._every:
+            # One TLS context for all: each new one reads every system authority, tens of
+            # milliseconds on the event loop, seconds for a burst of new connections.
+            connection.ssl_context = self._every[0].ssl_context  # type: ignore[attr-defined]
         self._every.append(connection)
         return connection
 
@@ -154,9 +159,14 @@ async def round_trip(
 
 
 def check(reply: Reply, *, source: ConnectionSource) -> Reply:
-    """The reply itself, or the `StoreError` an error reply means (Redis ran nothing of it)."""
+    """The reply itself, or the error it means: the `StoreError` of an error reply (Redis ran
+    nothing of it), or the failure of the round trip that carried it."""
+    if isinstance(reply, StoreError | StoreOutcomeUnknown):
+        raise reply
     if isinstance(reply, MOVING_SLOT_ERRORS):
-        raise StoreUnavailable(f"Redis {source.name} cannot serve that slot now: {reply}")
+        raise StoreUnavailable(
+            f"Redis {source.name} cannot serve that slot now: {type(reply).__name__} {reply}"
+        )
     if isinstance(reply, ResponseError):
         raise StoreError(f"Redis {source.name} refused the command: {reply}")
     return reply

@@ -3,7 +3,10 @@
 URLs: `redis://[user:password@]host:6379/0` for one server (`rediss://` for TLS), and
 `redis+cluster://[user:password@]host:7000` for a cluster, found from any one of its nodes
 (`rediss+cluster://` for TLS). `?prefix=NAME` starts every key with `NAME:` (default
-`visit-tracker`), so several stores can share one Redis.
+`visit-tracker`), so several stores can share one Redis. Over TLS the server's certificate is
+checked against the system's authorities and the one in the file `?ssl_ca_certs=PATH`, and must
+name the host; `?ssl_certfile=PATH&ssl_keyfile=PATH` give a client certificate, which Redis asks
+for unless it runs with `tls-auth-clients no`.
 
 Layout: a counter is one hash, `{prefix}:{namespace:key}`, holding `value`, `created_at` and
 `updated_at` (Unix ms), `admin_key_hash` once it is owned, `bot_hits` once a bot hit it and
@@ -34,12 +37,15 @@ scripts for each node sent in one write and the nodes in parallel. Each counter 
 batch across shards is atomic per counter only, and so is a restore (which may be run again).
 
 Failures: every operation finishes within the store wait limit. Nothing is retried, since
-running a hit twice would count it twice. When a request never reached Redis (down, refused,
-no connection in time) the visit was not counted: `StoreUnavailable`, a 503 that says so. When
-the request was written but its reply was lost (Redis died or stalled mid-request), Redis may
-or may not have counted it: `StoreOutcomeUnknown`, a 504 saying the visit may have been counted.
-So does a cluster batch that some shards applied and others did not. Connections are made
-afresh as needed, so the store recovers by itself when Redis is back.
+running a hit twice would count it twice — except what a cluster answered without running it
+while it moves a slot between shards (MOVED, ASK, TRYAGAIN): that is sent again where the keys
+now are until the move is over, so hits on a moving counter wait a few milliseconds. When a
+request never reached Redis (down, refused, no connection in time) the visit was not counted:
+`StoreUnavailable`, a 503 that says so. When the request was written but its reply was lost
+(Redis died or stalled mid-request), Redis may or may not have counted it:
+`StoreOutcomeUnknown`, a 504 saying the visit may have been counted. So does a cluster batch
+that some shards applied and others did not. Connections are made afresh as needed, so the store
+recovers by itself when Redis is back.
 
 Durability is Redis's: an acknowledged visit is in Redis's memory, and survives a crash of
 Redis only with `appendonly yes` (`appendfsync always` keeps every acknowledged visit;
@@ -54,14 +60,15 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from redis.asyncio.connection import Connection, parse_url
 from redis.typing import EncodableT
 
 from visit_tracker.errors import StoreError, StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
-from visit_tracker.stores._redis_topology import Cluster, OneServer, Topology
+from visit_tracker.stores._redis_topology import Cluster, OneServer, Topology, follow_slot_moves
 from visit_tracker.stores._redis_wire import (
     Command,
     ConnectionSource,
@@ -101,6 +108,8 @@ from visit_tracker.stores.base import (
 from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, restored_hll
 
 DEFAULT_PREFIX = "visit-tracker"
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+"""Files redis-py reads for TLS, passed on to it in the URL."""
 PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 """No glob characters: the prefix is also a SCAN pattern."""
 
@@ -288,7 +297,7 @@ class RedisLocation:
     """A checked Redis store URL, taken apart."""
 
     server_url: str
-    """The URL redis-py reads: `redis://` or `rediss://`, without our own options."""
+    """The URL redis-py reads: `redis://` or `rediss://`, with the TLS options only."""
     cluster: bool
     prefix: str
     where: str
@@ -302,6 +311,7 @@ def parse_redis_url(url: str) -> RedisLocation:
     bad = f"bad Redis store URL {shown!r}"
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     prefix = options.pop("prefix", DEFAULT_PREFIX)
+    tls = {name: options.pop(name) for name in TLS_OPTIONS if name in options}
     example = "redis://127.0.0.1:6379/0 or redis+cluster://127.0.0.1:7000"
     try:
         port = parts.port
@@ -311,6 +321,13 @@ def parse_redis_url(url: str) -> RedisLocation:
         raise ValueError(f"{bad}: name the host, as in {example}")
     if options:
         raise ValueError(f"{bad}: unknown option {', '.join(options)}")
+    if tls and not parts.scheme.startswith("rediss"):
+        raise ValueError(f"{bad}: {', '.join(tls)} needs TLS: start the URL with rediss")
+    for name, path in tls.items():
+        if not Path(path).is_file():
+            raise ValueError(f"{bad}: {name}: no file {path}")
+    if "ssl_keyfile" in tls and "ssl_certfile" not in tls:
+        raise ValueError(f"{bad}: ssl_keyfile needs the certificate, ssl_certfile")
     if not PREFIX.match(prefix):
         raise ValueError(
             f"{bad}: the prefix must match {PREFIX.pattern} (letters, digits and _ . : -)"
@@ -323,6 +340,8 @@ def parse_redis_url(url: str) -> RedisLocation:
         raise ValueError(f"{bad}: put a database number after the port, as in {example}")
     scheme = parts.scheme.removesuffix("+cluster")
     server_url = f"{scheme}://{parts.netloc}/{database}"
+    if tls:
+        server_url += f"?{urlencode(tls)}"
     return RedisLocation(server_url, cluster, prefix, f"{parts.hostname}:{port or 6379}")
 
 
@@ -991,7 +1010,7 @@ class RedisStore:
             for (counters, _), reply in zip(work[node], outcome, strict=True):
                 try:
                     done.append((counters, check(reply, source=node)))
-                except StoreError as error:
+                except (StoreError, StoreOutcomeUnknown) as error:
                     self._topology.suspect()
                     failures.append(error)
         if not failures:
@@ -1100,6 +1119,27 @@ class RedisStore:
         *,
         deadline: float,
         writes: bool = False,
+    ) -> list[Reply]:
+        """The replies of the commands sent to one node in one round trip, and sent again
+        wherever a moving slot's keys now are (see `follow_slot_moves`)."""
+        replies = await self._round_trip(node, commands, deadline=deadline, writes=writes)
+        if not isinstance(self._topology, Cluster):
+            return replies
+        return await follow_slot_moves(
+            self._topology,
+            lambda target, again: self._round_trip(target, again, deadline=deadline, writes=writes),
+            sent=(node, commands),
+            replies=replies,
+            deadline=deadline,
+        )
+
+    async def _round_trip(
+        self,
+        node: ConnectionSource,
+        commands: Sequence[Command],
+        *,
+        deadline: float,
+        writes: bool,
     ) -> list[Reply]:
         """One round trip to one node, waiting for a free slot no later than `deadline`."""
         if self._in_flight.locked():
