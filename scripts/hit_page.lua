@@ -1,9 +1,11 @@
--- wrk script: hits with a page and a referrer from 10,000 visitors (see visitors.lua).
+-- wrk script: hits from 10,000 visitors (see visitors.lua), each naming its page and referrer
+-- in a JSON body.
 dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "visitors.lua")
-local body = '{"page": "/blog/post", "referrer": "https://news.example.org/item"}'
 
 request = function()
     local headers = visitor_headers()
     headers["Content-Type"] = "application/json"
+    local page, referrer = current_view()
+    local body = '{"page": "' .. page .. '", "referrer": "' .. referrer .. '"}'
     return wrk.format("POST", nil, headers, body)
 end

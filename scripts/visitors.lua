@@ -18,3 +18,19 @@ function visitor_headers()
         .. "." .. v % 256
     return {["X-Forwarded-For"] = address, ["User-Agent"] = agents[v % #agents + 1]}
 end
+
+-- The page and referrer of the request whose headers visitor_headers() made last: one of 200
+-- pages and one of 5 referrers, as a site's views spread.
+local referrers = {
+    "https://news.example.org/item", "https://www.google.com/", "https://duckduckgo.com/",
+    "https://social.example.net/@someone", "https://blog.example.com/links",
+}
+
+function current_view()
+    return "/blog/post-" .. n % 200, referrers[math.floor(n / 200) % #referrers + 1]
+end
+
+-- Percent-encoded as a browser's URLSearchParams encodes a query string's values.
+function encoded(text)
+    return (text:gsub("[^%w%-_%.~]", function(c) return string.format("%%%02X", c:byte()) end))
+end

@@ -113,6 +113,34 @@ def test_the_hits_route_answers_as_documented_however_it_is_sent(
         assert answer.json() == {"namespace": "site", "key": "home", "value": 2}
 
 
+def test_details_sent_again_are_answered_as_the_first_time(hits_client: TestClient) -> None:
+    """A query string or body seen before (whose details a worker remembers) counts, or is
+    refused, exactly as it was the first time."""
+    good = {"page": "/again", "referrer": "https://example.org/"}
+    for _ in range(2):
+        assert hits_client.post(HITS, params=good).status_code == 200
+        assert hits_client.post(HITS, json={"page": "/again"}).status_code == 200
+        assert hits_client.post(HITS, params={"page": "again"}).status_code == 422
+        assert hits_client.post(HITS, json={"page": "again"}).status_code == 422
+        refused = hits_client.post(HITS, params={"page": "/again"}, json={"page": "/again"})
+        assert refused.status_code == 422
+    assert value(hits_client) == 4
+    pages = hits_client.get("/v1/counters/site/home/pages").json()
+    assert pages["pages"] == [{"page": "/again", "hits": 4}]
+    assert pages["referrers"] == [{"referrer": "https://example.org/", "hits": 2}]
+
+
+def test_a_query_string_past_the_direct_paths_size_is_the_frameworks(
+    hits_client: TestClient,
+) -> None:
+    """A query string longer than the direct path reads is read by the framework, which counts
+    its page all the same."""
+    query = {"page": "/long", "campaign": "c" * LARGEST_DIRECT_BODY}
+    assert hits_client.post(HITS, params=query).status_code == 200
+    pages = hits_client.get("/v1/counters/site/home/pages").json()
+    assert pages["pages"] == [{"page": "/long", "hits": 1}]
+
+
 def test_a_hit_body_past_the_direct_paths_size_is_the_frameworks(hits_client: TestClient) -> None:
     """A valid body larger than the direct path takes (spaces make it so) still counts, with
     its page; one larger than the server's limit is a 413 and counts nothing."""

@@ -120,7 +120,7 @@ Referrer = Annotated[
 class HitDetails(BaseModel):
     """What is known of a hit besides its counter, kept per UTC day in the counter's history."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     page: Page | None = None
     referrer: Referrer | None = None
