@@ -6,6 +6,7 @@ the forwarded scheme where it is visible: the absolute URL of FastAPI's redirect
 a trailing slash.
 """
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.server import running_server
 from visit_tracker.api.observer import RequestObserver
-from visit_tracker.api.proxies import behind_proxies
+from visit_tracker.api.proxies import address_of, behind_proxies
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 
@@ -40,6 +41,27 @@ def seen(
     # Not entered as a context: `report_scope` has no lifespan to run.
     address, scheme = TestClient(app, client=(peer, 40000)).get("/", headers=headers).text.split()
     return address, scheme
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10.0.12.34", " 10.0.12.34 ", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4",
+        "1.2.3.04", "1.2.3", "1.2.3.4.5", "1.2.3.4 5", "1.2.3.\u0664", "0x1.2.3.4", "1.2.3.4\x00",
+        "", "unknown", "::1", "::ffff:10.0.0.1", "2001:db8::1", "fe80::1%eth0", "2001:db8::g",
+    ],
+)  # fmt: skip
+def test_an_address_is_read_as_the_standard_library_reads_it(text: str) -> None:
+    """Whatever a forwarded header holds is an address exactly when `ipaddress` says so, the
+    same address, IPv4-mapped ones as IPv4."""
+    try:
+        expected = ipaddress.ip_address(text.strip())
+    except ValueError:
+        assert address_of(text) is None
+        return
+    if isinstance(expected, ipaddress.IPv6Address) and expected.ipv4_mapped is not None:
+        expected = expected.ipv4_mapped
+    assert address_of(text) == expected
 
 
 def test_forwarded_headers_from_an_untrusted_client_are_ignored() -> None:

@@ -17,6 +17,7 @@ hand on as the client an entry that is no address at all.
 """
 
 import ipaddress
+import socket
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -65,8 +66,13 @@ def written(network: Network) -> str:
 
 def address_of(text: str) -> Address | None:
     """The IP address `text` holds, an IPv4-mapped IPv6 one as IPv4; None if it holds none."""
+    text = text.strip()
+    try:  # the common case, read by the C library four times faster than by `ipaddress`
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
+    except (OSError, ValueError):
+        pass
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
