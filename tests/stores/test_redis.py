@@ -2,6 +2,8 @@
 
 import asyncio
 import os
+import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
-from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
+from visit_tracker.stores import CounterId, CounterRecord, Hit, check_store_url, open_store
 from visit_tracker.stores.base import MINUTE_MS
 from visit_tracker.stores.redis import (
     EXPORT_CHUNK,
@@ -252,6 +254,59 @@ async def test_a_windows_visitors_are_one_set_that_keeps_open_windows_only(
     finally:
         await store.close()
         client.close()
+
+
+async def test_every_script_touches_only_the_keys_it_declares(tmp_path: Path) -> None:
+    """On one server, which does not check it, every key that a script of the store reads or
+    writes, with or without a window, is among the keys the scripts declared (MONITOR shows
+    both), as a cluster needs to move a slot under a script."""
+    with redis_server(tmp_path / "redis") as server:
+        lines: list[str] = []
+        watching = threading.Event()
+
+        def watch() -> None:
+            with server.client() as client, client.monitor() as monitor:
+                watching.set()
+                while "END-OF-TEST" not in (line := monitor.connection.read_response().decode()):
+                    lines.append(line)
+
+        watched = asyncio.create_task(asyncio.to_thread(watch))
+        assert await asyncio.to_thread(watching.wait, 5)
+        store = await open_store(f"{server.url}?prefix=declared", wait_limit=5.0)
+        try:
+            about = CounterId("site", "about")
+            await store.create(HOME, value=0, admin_key_hash="hash", count_once_per=30)
+            batch = [
+                Hit(HOME, page="/", referrer="https://a.example/", visitor=1),
+                Hit(HOME, visitor=2),
+                Hit(HOME, bot=True),
+                Hit(about, visitor=1),
+            ]
+            assert await store.apply(batch) == [1, 2, 2, 1]
+            assert await store.apply(batch) == [2, 2, 2, 2]
+            await store.update(HOME, value=5, count_once_per=10)
+            assert await store.add(HOME, amount=1) == 6
+            await store.salt(0)
+            await store.restore([CounterRecord(about, 1, 1, 2, None, 0, 15)])
+            assert await store.delete(HOME)
+        finally:
+            await store.close()
+            with server.client() as client:
+                client.echo("END-OF-TEST")
+            await watched
+    declared: set[str] = set()
+    touched: set[str] = set()
+    for line in lines:
+        parts = re.fullmatch(r"[\d.]+ \[\d+ (\S+)\] (.*)", line)
+        assert parts is not None, line
+        caller, arguments = parts.groups()
+        words = re.findall(r'"((?:[^"\\]|\\.)*)"', arguments)
+        if caller == "lua":
+            touched.update(word for word in words if word.startswith("declared:"))
+        elif words[0] == "EVAL":
+            declared.update(words[3 : 3 + int(words[2])])
+    assert touched <= declared
+    assert "declared:{site:home}:counted" in touched
 
 
 async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recovers(
