@@ -2,13 +2,18 @@
 
 import asyncio
 import os
+import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import redis
+from time_machine import TimeMachineFixture
 
 from tests.conftest import NewStoreUrl
 from tests.redis_servers import (
@@ -21,12 +26,17 @@ from tests.redis_servers import (
 )
 from tests.server import free_port
 from tests.tls import certificate_authority
-from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
-from visit_tracker.stores import CounterId, Hit, check_store_url, open_store
+from visit_tracker.errors import (
+    StoreError,
+    StoreOpenError,
+    StoreOutcomeUnknown,
+    StoreUnavailable,
+)
+from visit_tracker.stores import CounterId, CounterRecord, Hit, check_store_url, open_store
+from visit_tracker.stores.base import MINUTE_MS
 from visit_tracker.stores.redis import (
     EXPORT_CHUNK,
     IN_FLIGHT,
-    SCAN_COUNT,
     RedisStore,
     parse_redis_url,
 )
@@ -215,27 +225,88 @@ async def test_top_counters_reads_counters_chunk_by_chunk(
 
 
 @pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
-async def test_a_delete_forgets_counted_visitors_scan_by_scan(
-    new_store_url: NewStoreUrl, kind: str
+async def test_a_windows_visitors_are_one_set_that_keeps_open_windows_only(
+    new_store_url: NewStoreUrl, kind: str, time_machine: TimeMachineFixture
 ) -> None:
-    """With marks of more counted visitors than one SCAN round trip visits, a delete removes
-    them all and only them: the counter made again counts every visitor at once, and another
-    counter still holds its own back."""
-    visitors = range(1, 2 * SCAN_COUNT + 2)
-    other = CounterId("site", "home2")  # a tag that starts as HOME's does
-    store = await open_store(new_store_url(kind), wait_limit=5.0)
+    """The visitors a window holds back are one sorted set per counter: it lives as long as its
+    longest window goes on (a shorter window set since does not cut it), a hit drops the
+    visitors whose window has ended, and a delete removes it."""
+    url = new_store_url(kind)
+    location = parse_redis_url(url)
+    key = f"{location.prefix}:{{site:home}}:counted"
+    client = (redis.RedisCluster if location.cluster else redis.Redis).from_url(location.server_url)
+    time_machine.move_to(datetime(2026, 3, 1, 10, tzinfo=UTC), tick=False)
+    store = await open_store(url, wait_limit=5.0)
     try:
-        for counter in (HOME, other):
-            await store.create(counter, value=0, admin_key_hash=None, count_once_per=60)
-            await store.apply([Hit(counter, visitor=visitor) for visitor in visitors])
+        await store.create(HOME, value=0, admin_key_hash=None, count_once_per=30)
+        await store.apply([Hit(HOME, visitor=visitor) for visitor in range(100)])
+        time_machine.shift(timedelta(minutes=20))
+        await store.update(HOME, count_once_per=5)
+        assert await store.apply([Hit(HOME, visitor=0), Hit(HOME, visitor=100)]) == [100, 101]
+        assert client.zcard(key) == 101
+        assert 9 * MINUTE_MS < client.pttl(key) <= 10 * MINUTE_MS
+        time_machine.shift(timedelta(minutes=11))
+        assert await store.apply([Hit(HOME, visitor=0), Hit(HOME, visitor=101)]) == [102, 103]
+        assert client.zrange(key, 0, -1) == [b"0", b"101"]
+        assert 4 * MINUTE_MS < client.pttl(key) <= 5 * MINUTE_MS
         assert await store.delete(HOME)
-        await store.create(HOME, value=0, admin_key_hash=None, count_once_per=60)
-        again = await store.apply([Hit(HOME, visitor=visitor) for visitor in visitors])
-        held_back = await store.apply([Hit(other, visitor=visitor) for visitor in visitors])
+        assert not client.exists(key)
     finally:
         await store.close()
-    assert again == list(visitors)
-    assert set(held_back) == {len(visitors)}
+        client.close()
+
+
+async def test_every_script_touches_only_the_keys_it_declares(tmp_path: Path) -> None:
+    """On one server, which does not check it, every key that a script of the store reads or
+    writes, with or without a window, is among the keys the scripts declared (MONITOR shows
+    both), as a cluster needs to move a slot under a script."""
+    with redis_server(tmp_path / "redis") as server:
+        lines: list[str] = []
+        watching = threading.Event()
+
+        def watch() -> None:
+            with server.client() as client, client.monitor() as monitor:
+                watching.set()
+                while "END-OF-TEST" not in (line := monitor.connection.read_response().decode()):
+                    lines.append(line)
+
+        watched = asyncio.create_task(asyncio.to_thread(watch))
+        assert await asyncio.to_thread(watching.wait, 5)
+        store = await open_store(f"{server.url}?prefix=declared", wait_limit=5.0)
+        try:
+            about = CounterId("site", "about")
+            await store.create(HOME, value=0, admin_key_hash="hash", count_once_per=30)
+            batch = [
+                Hit(HOME, page="/", referrer="https://a.example/", visitor=1),
+                Hit(HOME, visitor=2),
+                Hit(HOME, bot=True),
+                Hit(about, visitor=1),
+            ]
+            assert await store.apply(batch) == [1, 2, 2, 1]
+            assert await store.apply(batch) == [2, 2, 2, 2]
+            await store.update(HOME, value=5, count_once_per=10)
+            assert await store.add(HOME, amount=1) == 6
+            await store.salt(0)
+            await store.restore([CounterRecord(about, 1, 1, 2, None, 0, 15)])
+            assert await store.delete(HOME)
+        finally:
+            await store.close()
+            with server.client() as client:
+                client.echo("END-OF-TEST")
+            await watched
+    declared: set[str] = set()
+    touched: set[str] = set()
+    for line in lines:
+        parts = re.fullmatch(r"[\d.]+ \[\d+ (\S+)\] (.*)", line)
+        assert parts is not None, line
+        caller, arguments = parts.groups()
+        words = re.findall(r'"((?:[^"\\]|\\.)*)"', arguments)
+        if caller == "lua":
+            touched.update(word for word in words if word.startswith("declared:"))
+        elif words[0] == "EVAL":
+            declared.update(words[3 : 3 + int(words[2])])
+    assert touched <= declared
+    assert "declared:{site:home}:counted" in touched
 
 
 async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recovers(
@@ -270,19 +341,24 @@ async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recove
             await store.close()
 
 
+@pytest.mark.parametrize("window", [0, 60])
 async def test_a_cluster_store_counts_exactly_while_the_counters_slot_moves(
-    tmp_path: Path,
+    tmp_path: Path, window: int
 ) -> None:
-    """While 20 clients hit a counter, its slot moves to each primary in turn, its keys
-    split between two of them for a while each time: every hit is counted, once, and none
-    fails, since a script the cluster redirected or told to try again has not run."""
+    """While 20 clients hit a counter (with a window of `window` minutes), each batch two new
+    visitors and the one before, its slot moves to each primary in turn, its keys split between
+    two of them for a while each time: every hit is counted, once (within a window, each
+    visitor once), none fails, since a script the cluster redirected or told to try again has
+    not run, and the window still holds every visitor back afterwards."""
     with redis_cluster(tmp_path) as nodes:
         store = await open_store(f"redis+cluster://127.0.0.1:{nodes[0].port}", wait_limit=2.0)
         try:
+            await store.create(HOME, value=0, admin_key_hash=None, count_once_per=window)
             await store.apply([Hit(HOME, page="/", referrer="https://a.example/", visitor=0)])
             with nodes[0].client() as client:
                 slot = client.cluster("KEYSLOT", "visit-tracker:{site:home}")
             values: list[int] = []
+            visitors: list[int] = []
             failures: Counter[str] = Counter()
             moved = asyncio.Event()
 
@@ -297,19 +373,33 @@ async def test_a_cluster_store_counts_exactly_while_the_counters_slot_moves(
                 finally:
                     moved.set()
 
-            async def visit(visitor: int) -> None:
+            async def visit(number: int) -> None:
+                first = 1_000_000 * (number + 1)
+                mine: list[int] = []  # the visitors this client counted
                 while not moved.is_set():
-                    hit = Hit(HOME, page="/", referrer="https://a.example/", visitor=visitor)
+                    new = [first + len(mine), first + len(mine) + 1]
+                    again = mine[-1:] if window else []  # counted, its window goes on
+                    batch = [
+                        Hit(HOME, page="/", referrer="https://a.example/", visitor=visitor)
+                        for visitor in [*new, *again]
+                    ]
                     try:
-                        values.extend(await store.apply([hit]))
-                    except (StoreUnavailable, StoreOutcomeUnknown) as error:
+                        counted = await store.apply(batch)
+                    except (StoreError, StoreOutcomeUnknown) as error:
                         failures[f"{type(error).__name__}: {error}"] += 1
+                        continue
+                    values.extend(counted[: len(new)] if window else counted)
+                    mine.extend(new)
+                    visitors.extend(new)
 
-            await asyncio.gather(reshard(), *(visit(visitor) for visitor in range(20)))
+            await asyncio.gather(reshard(), *(visit(number) for number in range(20)))
             assert failures == {}
             assert 0 < counted_by_move[0] < counted_by_move[1] < counted_by_move[2]
             assert sorted(values) == list(range(2, len(values) + 2))
             assert await store.value(HOME) == len(values) + 1
+            if window:
+                held_back = await store.apply([Hit(HOME, visitor=v) for v in visitors])
+                assert set(held_back) == {len(values) + 1}
         finally:
             await store.close()
 

@@ -11,14 +11,15 @@ for unless it runs with `tls-auth-clients no`.
 Layout: a counter is one hash, `{prefix}:{namespace:key}`, holding `value`, `created_at` and
 `updated_at` (Unix ms), `admin_key_hash` once it is owned, `bot_hits` once a bot hit it and
 `count_once_per` once a window is set; the braces are a hash tag, so on a cluster each counter
-lives whole on one shard and counters spread over all of them. A visitor counted within a
-counter's window is a key `{prefix}:{namespace:key}:counted:{visitor id}` holding when the
-window ends (the instances' clock, as every time here); it expires with the window (Redis's
-clock), so a purge need not find it. A delete does, so that a counter made again under the same
-name counts every visitor afresh, as on the other stores: once the counter is gone, it scans the
-node that holds it for `{prefix}:{namespace:key}:counted:*` (`SCAN … MATCH`, `SCAN_COUNT` keys a
-round trip), deleting what each round trip found with the next, since keeping the marks listed
-somewhere would cost every hit a command. On one server the set
+lives whole on one shard and counters spread over all of them. The visitors counted within a
+counter's window are the sorted set `{prefix}:{namespace:key}:counted`, each visitor id scored
+with when its window ends (the instances' clock, as every time here): one key the hit script
+declares, as a cluster requires of every key a script touches, whatever the visitors. Each hit
+on a windowed counter first removes the visitors whose window has ended, so the set holds only
+the visitors of the current window; and the set expires when the last window in it ends
+(Redis's clock), so neither a purge nor a counter no longer hit need look for it. A delete
+deletes it with the counter, so that a counter made again under the same name counts every
+visitor afresh, as on the other stores. On one server the set
 `{prefix}:counters` lists every counter so that export needs no key scan; a cluster has no
 place for such a set, and export scans each primary for the prefix instead.
 
@@ -121,9 +122,6 @@ when it runs out."""
 EXPORT_CHUNK = 500
 """Counters read per round trip when exporting."""
 
-SCAN_COUNT = 1000
-"""Keys a SCAN visits per round trip: each holds Redis about as long as a small batch does."""
-
 DIRECT_HOURS = 10_000
 DIRECT_DAYS = 1_000
 """Ranges up to this many hours (days) are read bucket by bucket; wider ones from the buckets
@@ -131,21 +129,21 @@ the counter has, which the hours hash lists."""
 
 HIT = """
 -- KEYS: for each counter its hash, its hours hash, its page and referrer hashes of the day,
--- then its visitors' HyperLogLogs and id sets of the hour and of the day; then (one server
--- only) the index set.
+-- its visitors' HyperLogLogs and id sets of the hour and of the day, and the sorted set of
+-- the visitors its window counted; then (one server only) the index set.
 -- ARGV: the time in Unix ms, the hour's start and the most ids a set keeps, then for each
 -- counter its tag, its numbers of hits (bots' not included), of those without a visitor id,
 -- of bot hits, pages, referrers, distinct visitors and of those new to its visitor sketches, a
 -- (value, hits) pair for each page and referrer, and each visitor id, the new ones first.
 -- Replies for each counter its value, whether it counts a visitor once per window, and the
--- visitor ids it counted: those whose window, under `{counter hash}:counted:{id}`, had ended.
+-- visitor ids it counted: those not in the sorted set, once the ended windows are out of it.
 local now, hour, exact_below = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local count = math.floor(#KEYS / 8)
-local index = KEYS[8 * count + 1]
+local count = math.floor(#KEYS / 9)
+local index = KEYS[9 * count + 1]
 local replies = {}
 local at = 4
 for i = 1, count do
-    local k = 8 * (i - 1)
+    local k = 9 * (i - 1)
     local counter, tag, hits, bots = KEYS[k + 1], ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 3]
     local pages, referrers = tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
     local visitors, new = tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7])
@@ -156,15 +154,17 @@ for i = 1, count do
     end
     if window > 0 then  -- the hits without a visitor id, and each visitor whose window ended
         hits = tonumber(ARGV[at + 2])
-        local span = window * 60000
+        local counted, till = KEYS[k + 9], now + window * 60000
+        redis.call('ZREMRANGEBYSCORE', counted, '-inf', now)
         for v = ids, ids + visitors - 1 do
-            local mark = counter .. ':counted:' .. ARGV[v]
-            local till = redis.call('GET', mark)
-            if not till or tonumber(till) <= now then
-                redis.call('SET', mark, now + span, 'PX', span)
+            if redis.call('ZADD', counted, 'NX', till, ARGV[v]) == 1 then
                 hits = hits + 1
                 marked[#marked + 1] = ARGV[v]
             end
+        end
+        if #marked > 0 then  -- kept until its last window ends (a shorter one may have begun)
+            local last = redis.call('ZRANGE', counted, -1, -1, 'WITHSCORES')[2]
+            redis.call('PEXPIRE', counted, tonumber(last) - now)
         end
     end
     redis.call('HINCRBY', counter, 'value', hits)
@@ -270,8 +270,9 @@ return redis.call('HGET', KEYS[1], 'value')
 """
 
 DELETE = """
--- KEYS: the counter's hash, then (one server only) the index set, then its history's keys.
--- ARGV: the tag, then the number of keys before the history's.
+-- KEYS: the counter's hash, then (one server only) the index set, then its counted visitors'
+-- and its history's keys.
+-- ARGV: the tag, then the number of keys before the counted visitors'.
 local deleted = redis.call('DEL', KEYS[1])
 local first = tonumber(ARGV[2]) + 1
 if first == 3 then redis.call('SREM', KEYS[2], ARGV[1]) end
@@ -479,6 +480,7 @@ class RedisStore:
                         self._day_key(counter, "referrer", day),
                         *(self._sketch_key(counter, *bucket) for bucket in buckets),
                         *(self._ids_key(counter, *bucket) for bucket in buckets),
+                        self._counted_key(counter),
                     ),
                     (_tag(counter), *counter_arguments),
                 )
@@ -568,17 +570,15 @@ class RedisStore:
         command: Command = (
             "EVAL",
             DELETE,
-            len(keys) + len(history),
+            len(keys) + 1 + len(history),
             *keys,
+            self._counted_key(counter),
             *history,
             _tag(counter),
             len(keys),
         )
         (reply,) = await self._send(node, [command], deadline=deadline, writes=True)
-        deleted = bool(check(reply, source=node))
-        # After the counter is gone: a hit from now on finds no window, and marks none.
-        await self._forget_counted(node, counter)
-        return deleted
+        return bool(check(reply, source=node))
 
     async def series(
         self, counter: CounterId, *, start_ms: int, end_ms: int
@@ -904,6 +904,9 @@ class RedisStore:
     def _hours_key(self, counter: CounterId) -> str:
         return f"{self._prefix}:{{{_tag(counter)}}}:hours"
 
+    def _counted_key(self, counter: CounterId) -> str:
+        return f"{self._prefix}:{{{_tag(counter)}}}:counted"
+
     def _salt_key(self, day: int) -> str:
         return f"{self._prefix}:{{salts}}:{day}"  # one tag: the script touches two days
 
@@ -1069,25 +1072,6 @@ class RedisStore:
                 (counter, check(reply, source=node))
                 for counter, reply in zip(chunk, replies, strict=True)
             ]
-
-    async def _forget_counted(self, node: ConnectionSource, counter: CounterId) -> None:
-        """Delete the marks of the visitors counted within the counter's window, from a scan of
-        the node that holds the counter; what one round trip found goes with the next."""
-        match = f"{self._key(counter)}:counted:*"
-        cursor: bytes | int = 0
-        found: list[bytes] = []
-        while True:
-            scan: Command = ("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
-            commands: list[Command] = [("DEL", *found), scan] if found else [scan]
-            replies = await self._send(node, commands, deadline=self._deadline(), writes=True)
-            *_, (cursor, found) = [check(reply, source=node) for reply in replies]
-            if int(cursor) == 0:
-                break
-        if found:
-            (reply,) = await self._send(
-                node, [("DEL", *found)], deadline=self._deadline(), writes=True
-            )
-            check(reply, source=node)
 
     async def _tags_on(self, node: ConnectionSource, pattern: str) -> list[str]:
         """The tags of the counters on one node that match the glob `pattern`: from the index
