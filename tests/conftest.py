@@ -56,10 +56,16 @@ def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ne
 
 
 @pytest.fixture(params=STORE_KINDS)
-def store_url(request: pytest.FixtureRequest, new_store_url: NewStoreUrl) -> str:
-    """A fresh, empty store of each kind in turn: every test using it runs once per backend."""
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each kind of store in turn: every test using it runs once per backend."""
     kind: str = request.param
-    return new_store_url(kind)
+    return kind
+
+
+@pytest.fixture
+def store_url(store_kind: str, new_store_url: NewStoreUrl) -> str:
+    """A fresh, empty store of each kind in turn: every test using it runs once per backend."""
+    return new_store_url(store_kind)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 The shipped file runs as it is, with only its ports, paths and certificate moved into the test's
 own directory and its IPv6 listeners left out (the tests serve on 127.0.0.1 alone). Clients
 check nginx's certificate against the test's own self-signed one: never `verify=False`.
-`store_url` is parametrised over the shared stores, so a new one is one more value.
+`store_kind` is parametrised over the shared stores, so a new one is one more value.
 """
 
 import asyncio
@@ -129,7 +129,7 @@ def running_nginx(directory: Path, *, instances: list[str]) -> Iterator[Nginx]:
     assert "[error]" not in (directory / "error.log").read_text()
 
 
-@pytest.mark.parametrize("store_url", SHARED_STORES, indirect=True)
+@pytest.mark.parametrize("store_kind", SHARED_STORES, indirect=True)
 def test_two_instances_behind_nginx_count_every_visit_once(store_url: str, tmp_path: Path) -> None:
     """5,000 concurrent POST /visit over HTTPS through nginx to 2 instances x 2 workers get
     exactly 1..5000, and /stats on every instance says 5000."""

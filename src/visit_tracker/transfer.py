@@ -10,7 +10,9 @@ from visit_tracker.stores import open_store
 from visit_tracker.stores.base import RestoreEntry
 
 WAIT_LIMIT = 60.0
-"""Seconds one store operation of an export or import may take: it moves a whole store."""
+"""Seconds each round trip of an export or import may wait on the store. The whole may take as
+long as the store's size needs: stores bound each round trip of an export or restore, not its
+total."""
 
 
 async def export_counters(

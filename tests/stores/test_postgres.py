@@ -14,7 +14,7 @@ import pytest
 from tests.postgres import execute, fresh_schema, private_server, store_backends
 from tests.server import free_port
 from visit_tracker.errors import StoreOpenError, StoreOutcomeUnknown, StoreUnavailable
-from visit_tracker.stores import CounterId, Hit, Store, open_store, postgres
+from visit_tracker.stores import CounterId, CounterRecord, Hit, Store, open_store, postgres
 from visit_tracker.stores.postgres import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
@@ -116,6 +116,23 @@ async def test_a_batch_stuck_behind_a_lock_is_refused_in_time_and_not_applied(ur
             assert await elapsed_while_failing(batch, StoreUnavailable) < WAIT_LIMIT + SLACK
         assert await store.value(HOME) == 1
         assert await store.apply([Hit(HOME)]) == [2]
+    finally:
+        await store.close()
+
+
+async def test_a_restore_stuck_behind_a_lock_fails_in_time_and_applies_nothing(url: str) -> None:
+    """A restore whose later chunk waits on a row lock fails with StoreUnavailable within the
+    limit, and the chunks it wrote before are rolled back with it."""
+    store = await open_store(url, wait_limit=WAIT_LIMIT)
+    records = [CounterRecord(CounterId("many", f"k{i:04}"), i, 1, 2) for i in range(1500)]
+    try:
+        await store.apply([Hit(CounterId("many", "k1499"))])
+        async with await psycopg.AsyncConnection.connect(url) as blocker:
+            await blocker.execute("SELECT * FROM counters FOR UPDATE")
+            restore = store.restore(records, replace_history=True)
+            assert await elapsed_while_failing(restore, StoreUnavailable) < WAIT_LIMIT + SLACK
+        assert [record.counter.key async for record in store.export()] == ["k1499"]
+        assert await store.value(CounterId("many", "k1499")) == 1
     finally:
         await store.close()
 

@@ -10,7 +10,9 @@ last batch used; a batch of one counter, the usual case, has a simpler statement
 The same statement adds the batch to the counters' history, in data-modifying `WITH` clauses:
 their hourly buckets, and their daily page and referrer buckets when the batch has any. A
 batch's counters (and pages) are sorted, and every statement writes its tables in the same
-order, so concurrent batches lock rows in the same order and cannot deadlock.
+order, so concurrent batches lock rows in the same order and cannot deadlock. A restore writes
+a chunk of counters and their history per round trip, all in one transaction (see
+`_postgres_history.py`).
 A counter's times are the server's clock, the one clock every instance shares. History buckets
 are named by the instance's clock, as on every other store: an hour is wide enough for clocks
 kept by NTP, and the time a read or a purge asks about is the instance's too.
@@ -20,7 +22,9 @@ only once its batch is flushed to disk. `?options=-csynchronous_commit%3Doff` in
 that for speed (no flush to wait for per batch): PostgreSQL then acknowledges before the flush,
 and a crash of PostgreSQL itself can lose the last fraction of a second of acknowledged visits.
 
-Time: no operation waits longer than `wait_limit` (connection from the pool, statement, answer).
+Time: no operation waits longer than `wait_limit` (connection from the pool, statement, answer);
+export and restore, which move a whole store, take as long as it needs, but none of their round
+trips does.
 The server itself cancels a statement after half of it, so that a busy server or a row lock gives
 a definite "not applied" before the limit. A store that just failed does not make the next calls
 wait again for a connection: they fail at once until one is back. The pool reconnects in the
@@ -417,25 +421,6 @@ UPSERT_ONE_COUNTER = """
 """
 """The same for a batch of one counter (the usual case), cheaper to send and to plan."""
 
-RESTORE = """
-    INSERT INTO counters AS c (
-        namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, count_once_per
-    )
-    SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, window_
-    FROM unnest(
-        %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[],
-        %s::bigint[], %s::int[]
-    ) WITH ORDINALITY AS record (
-        namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits, window_,
-        position
-    )
-    ORDER BY position
-    ON CONFLICT (namespace, key) DO UPDATE SET
-        value = excluded.value, created_at = excluded.created_at,
-        updated_at = excluded.updated_at, admin_key_hash = excluded.admin_key_hash,
-        bot_hits = excluded.bot_hits, count_once_per = excluded.count_once_per
-"""
-
 READ = """
     SELECT namespace, key, value, created_at, updated_at, admin_key_hash, bot_hits,
         count_once_per
@@ -830,13 +815,9 @@ class PostgresStore:
         self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
     ) -> int:
         self._windowless.clear()
-
-        async def write(connection: Connection) -> int:
-            return await history_rows.restore(
-                connection, entries, restore_records=RESTORE, replace_history=replace_history
-            )
-
-        return await self._run(write, writes=True)
+        restore = history_rows.Restore(entries, replace_history=replace_history)
+        await self._in_one_transaction(restore.statements())
+        return restore.converted
 
     async def ping(self) -> None:
         async def select_one(connection: Connection) -> None:
@@ -853,6 +834,42 @@ class PostgresStore:
         if self._abandoned:
             await asyncio.wait(self._abandoned, timeout=self._wait_limit)
         await self._pool.close()
+
+    async def _in_one_transaction(self, statements: Iterable[tuple[str, list[Any]]]) -> None:
+        """Run the statements in one transaction on one connection: all applied, or none.
+
+        Unlike `_run`, which bounds a whole operation, it bounds each round trip by the wait
+        limit, so that a restore may take as long as its file needs. A failure closes the
+        connection, which rolls back what was not committed.
+        """
+        try:
+            connection = await self._live_connection()
+        except PoolTimeout as error:
+            raise self._no_connection() from error
+        committing = False
+
+        async def send(statement: str, params: list[Any] | None = None) -> None:
+            async with asyncio.timeout(self._wait_limit):
+                await connection.execute(statement, params)
+
+        try:
+            await send("BEGIN")
+            for statement, params in statements:
+                await send(statement, params)
+            committing = True
+            await send("COMMIT")
+        except TimeoutError as error:
+            await connection.close()
+            raise self._silent(_Attempt(sent=True), writes=committing) from error
+        except psycopg.Error as error:
+            failure = self._failure(error, connection, writes=committing)
+            await connection.close()
+            raise failure from error
+        except BaseException:
+            await connection.close()
+            raise
+        finally:
+            await self._pool.putconn(connection)
 
     async def _one_record(
         self, statement: str, arguments: tuple[object, ...], *, writes: bool

@@ -30,7 +30,8 @@ hits per page or referrer. A day's breakdown is one key so that a read of 30 day
 small hashes, not a counter's whole history. The hours hash is also the list of the days the
 counter has history for: a purge reads its fields, deletes the old hours and the keys of their
 days, and needs neither a key scan nor an expiry (which would follow Redis's clock, and leave a
-deleted counter's history behind until it fired).
+deleted counter's history behind until it fired). Export reads, and restore writes, a
+counter's history in `_redis_history.py`.
 
 A batch is one Lua script per group of counters one script may touch: on one server the whole
 batch, so a single round trip applies it atomically; on a cluster one script per counter, the
@@ -58,7 +59,7 @@ import asyncio
 import re
 from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -82,14 +83,10 @@ from visit_tracker.stores.base import (
     HOUR_MS,
     CounterId,
     CounterRecord,
-    DailyViews,
     HistoryEntry,
     Hit,
-    HourlyHits,
     RestoreEntry,
     ViewKind,
-    VisitorBucket,
-    VisitorSketch,
     day_of,
     highest,
     hour_of,
@@ -106,7 +103,7 @@ from visit_tracker.stores.base import (
     visitor_span,
     window_pairs,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, restored_hll
+from visit_tracker.stores.sketch import EXACT_BELOW
 
 DEFAULT_PREFIX = "visit-tracker"
 TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
@@ -206,26 +203,6 @@ SALT = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 return redis.call('GET', KEYS[1])
-"""
-
-RESTORE = """
--- KEYS: the counters' hashes, then (one server only) the index set.
--- ARGV: for each counter its value, created_at, updated_at, tag, admin key hash ('' if none),
--- bot hits and window.
-local count = #ARGV / 7
-local index = KEYS[count + 1]
-for i = 1, count do
-    local at = 7 * (i - 1)
-    redis.call('HSET', KEYS[i], 'value', ARGV[at + 1], 'created_at', ARGV[at + 2],
-        'updated_at', ARGV[at + 3], 'bot_hits', ARGV[at + 6], 'count_once_per', ARGV[at + 7])
-    if ARGV[at + 5] == '' then
-        redis.call('HDEL', KEYS[i], 'admin_key_hash')
-    else
-        redis.call('HSET', KEYS[i], 'admin_key_hash', ARGV[at + 5])
-    end
-    if index then redis.call('SADD', index, ARGV[at + 4]) end
-end
-return count
 """
 
 CREATE = """
@@ -350,10 +327,6 @@ def parse_redis_url(url: str) -> RedisLocation:
 def _tag(counter: CounterId) -> str:
     """`namespace:key`, each part percent-encoded so that no two counters share a tag."""
     return f"{quote(counter.namespace, safe='')}:{quote(counter.key, safe='')}"
-
-
-def _owner(record: CounterRecord) -> str:
-    return record.admin_key_hash or ""
 
 
 def _counter_of(tag: str) -> CounterId:
@@ -722,169 +695,17 @@ class RedisStore:
         for record in records:
             yield record
 
-    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
-        await self._ready()
-        node = self._topology.node_for(self._key(counter))
-        (reply,) = await self._send(
-            node, [("HGETALL", self._hours_key(counter))], deadline=self._deadline()
-        )
-        hours = sorted((int(h), int(n)) for h, n in _field_values(check(reply, source=node)))
-        for first in range(0, len(hours), HISTORY_CHUNK):
-            yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))
-        days = sorted({day_of(hour) for hour, _ in hours})
-        buckets = [(HOUR_MS, hour) for hour, _ in hours] + [(DAY_MS, day) for day in days]
-        for first in range(0, len(days), EXPORT_CHUNK):
-            chunk = days[first : first + EXPORT_CHUNK]
-            commands: list[Command] = [
-                ("HGETALL", self._day_key(counter, kind, day)) for day in chunk for kind in KINDS
-            ]
-            replies = iter(await self._send(node, commands, deadline=self._deadline()))
-            for day in chunk:
-                views = [
-                    (kind, value.decode(), int(hits))
-                    for kind in KINDS
-                    for value, hits in sorted(_field_values(check(next(replies), source=node)))
-                ]
-                if views:
-                    yield DailyViews(counter, day, tuple(views))
-        for first in range(0, len(buckets), EXPORT_CHUNK):
-            for bucket in await self._buckets(node, counter, buckets[first : first + EXPORT_CHUNK]):
-                yield bucket
+    def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+        from visit_tracker.stores import _redis_history  # noqa: PLC0415 - it imports this module
 
-    async def _buckets(
-        self, node: ConnectionSource, counter: CounterId, buckets: Sequence[tuple[int, int]]
-    ) -> list[VisitorBucket]:
-        """The visitor buckets of a counter that exist among these (span, start)."""
-        members = await self._send(
-            node,
-            [("SMEMBERS", self._ids_key(counter, *bucket)) for bucket in buckets],
-            deadline=self._deadline(),
-        )
-        kept = [sorted(int(v) for v in check(reply, source=node)) for reply in members]
-        large = [
-            bucket for bucket, ids in zip(buckets, kept, strict=True) if len(ids) >= EXACT_BELOW
-        ]
-        commands: list[Command] = []
-        for bucket in large:  # counted first, so that the string read holds its count
-            key = self._sketch_key(counter, *bucket)
-            commands.extend((("PFCOUNT", key), ("GET", key)))
-        replies = iter(await self._send(node, commands, deadline=self._deadline()) if large else [])
-        sketches = {}
-        for bucket in large:
-            count = int(check(next(replies), source=node))
-            sketches[bucket] = VisitorSketch(
-                "redis", bytes(check(next(replies), source=node)), count
-            )
-        return [
-            VisitorBucket(counter, span, start, tuple(ids), sketches.get((span, start)))
-            for (span, start), ids in zip(buckets, kept, strict=True)
-            if ids
-        ]
+        return _redis_history.history(self, counter)
 
     async def restore(
         self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
     ) -> int:
-        converted = 0
-        records: list[CounterRecord] = []
-        history: dict[ConnectionSource, list[Command]] = defaultdict(list)
-        pending = 0
-        await self._ready()
-        for entry in entries:
-            if isinstance(entry, CounterRecord):
-                records.append(entry)
-            else:
-                commands, approximate = self._restore_commands(entry)
-                converted += approximate
-                history[self._topology.node_for(self._key(entry.counter))].extend(commands)
-                pending += len(commands)
-            if len(records) >= EXPORT_CHUNK or pending >= EXPORT_CHUNK:
-                await self._restore_chunk(records, history, replace_history=replace_history)
-                records, history, pending = [], defaultdict(list), 0
-        await self._restore_chunk(records, history, replace_history=replace_history)
-        return converted
+        from visit_tracker.stores import _redis_history  # noqa: PLC0415 - it imports this module
 
-    async def _restore_chunk(
-        self,
-        records: Sequence[CounterRecord],
-        history: Mapping[ConnectionSource, Sequence[Command]],
-        *,
-        replace_history: bool,
-    ) -> None:
-        """Restore some counters' records, their history before first dropped if
-        `replace_history`, then write some history commands."""
-        if records and replace_history:
-            await self._drop_history([record.counter for record in records])
-        if records:
-            work = self._plan(
-                RESTORE,
-                (
-                    (
-                        r.counter,
-                        (self._key(r.counter),),
-                        (
-                            r.value,
-                            r.created_at,
-                            r.updated_at,
-                            _tag(r.counter),
-                            _owner(r),
-                            r.bot_hits,
-                            r.count_once_per,
-                        ),
-                    )
-                    for r in records
-                ),
-                prefix_args=(),
-            )
-            await self._run(work, deadline=self._deadline())
-        for node, commands in history.items():
-            for reply in await self._send(node, commands, deadline=self._deadline(), writes=True):
-                check(reply, source=node)
-
-    async def _drop_history(self, counters: Sequence[CounterId]) -> None:
-        """Delete these counters' history, as delete does."""
-        on: dict[ConnectionSource, list[CounterId]] = defaultdict(list)
-        for counter in counters:
-            on[self._topology.node_for(self._key(counter))].append(counter)
-        today = hour_of(now_ms())
-        for node, listed in on.items():
-            async for answers in self._ask_each(
-                node, listed, lambda counter: ("HKEYS", self._hours_key(counter))
-            ):
-                commands: list[Command] = [
-                    ("DEL", *self._history_keys(counter, [*map(int, hours), today]))
-                    for counter, hours in answers
-                ]
-                for reply in await self._send(
-                    node, commands, deadline=self._deadline(), writes=True
-                ):
-                    check(reply, source=node)
-
-    def _restore_commands(self, entry: HistoryEntry) -> tuple[list[Command], bool]:
-        """The commands that write a history entry, and whether they convert a sketch."""
-        counter = entry.counter
-        if isinstance(entry, HourlyHits):
-            pairs = [number for pair in entry.hours for number in pair]
-            return [("HSET", self._hours_key(counter), *pairs)], False
-        if isinstance(entry, DailyViews):
-            views: dict[ViewKind, list[EncodableT]] = defaultdict(list)
-            for kind, value, hits in entry.views:
-                views[kind].extend((value, hits))
-            return [
-                ("HSET", self._day_key(counter, kind, entry.day), *pairs)
-                for kind, pairs in views.items()
-            ], False
-        commands: list[Command] = []
-        if entry.span == HOUR_MS:  # listed in the hours, where a purge finds it
-            commands.append(("HINCRBY", self._hours_key(counter), entry.start, 0))
-        if entry.ids:
-            commands.append(("SADD", self._ids_key(counter, entry.span, entry.start), *entry.ids))
-        sketch_key = self._sketch_key(counter, entry.span, entry.start)
-        if entry.sketch is None:
-            commands.append(("PFADD", sketch_key, *entry.ids))
-            return commands, False
-        data, converted = restored_hll(entry.sketch)
-        commands.append(("SET", sketch_key, data))
-        return commands, converted
+        return await _redis_history.restore(self, entries, replace_history=replace_history)
 
     async def ping(self) -> None:
         deadline = await self._ready()

@@ -1,0 +1,115 @@
+"""A counter's history as `history` reads it and `restore` writes it; each test runs once per
+backend, into a fresh store of the same kind (see `store_kind`)."""
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from time_machine import TimeMachineFixture
+
+from tests.conftest import NewStoreUrl
+from visit_tracker.stores import CounterId, Hit, Store, open_store
+from visit_tracker.stores.base import DAY_MS, HOUR_MS, RestoreEntry
+
+pytestmark = pytest.mark.anyio
+
+HOME = CounterId("site", "home")
+ABOUT = CounterId("site", "about")
+TEN_MS = int(datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp() * 1000)
+"""Ten o'clock, UTC, on some day, in Unix ms."""
+DAY = TEN_MS - 10 * HOUR_MS
+IDS = random.Random(2)  # noqa: S311 - test ids, not secrets
+FEW = [IDS.getrandbits(63) for _ in range(30)]
+"""Visitors of one hour: fewer than a bucket keeps exactly."""
+MANY = [IDS.getrandbits(63) for _ in range(400)]
+"""Visitors of another hour: counted by a sketch."""
+WHOLE = {"start_ms": 0, "end_ms": 2**62}
+HOURS = [DAY - DAY_MS + 9 * HOUR_MS, TEN_MS, TEN_MS + HOUR_MS, TEN_MS + 2 * HOUR_MS]
+"""The hours the tests look at: one the day before, three today."""
+
+
+async def hit_at(
+    store: Store, time_machine: TimeMachineFixture, hour: int, hits: list[Hit]
+) -> None:
+    """Apply one batch a minute into `hour`."""
+    time_machine.move_to(datetime.fromtimestamp(hour / 1000 + 60, tz=UTC), tick=False)
+    await store.apply(hits)
+
+
+async def fill(store: Store, time_machine: TimeMachineFixture) -> None:
+    """Hours of hits on HOME with pages, referrers and visitors, few and many; one on ABOUT."""
+    await hit_at(store, time_machine, HOURS[0], [Hit(HOME, page="/old")] * 2)
+    few = [
+        Hit(HOME, page=f"/p{i % 3}", referrer="https://a.example/", visitor=v)
+        for i, v in enumerate(FEW)
+    ]
+    await hit_at(store, time_machine, HOURS[1], few)
+    many = [
+        Hit(HOME, page="/", referrer=f"https://r{i % 4}.example/", visitor=v)
+        for i, v in enumerate(MANY)
+    ]
+    await hit_at(store, time_machine, HOURS[2], [*many, Hit(HOME, bot=True), Hit(ABOUT)])
+
+
+async def reads(store: Store) -> dict[str, Any]:
+    """What a store's reads say of HOME's history, by hour and by day."""
+    hourly = [(hour, hour + HOUR_MS) for hour in HOURS]
+    daily = [(DAY - DAY_MS, DAY), (DAY, DAY + DAY_MS), (DAY - DAY_MS, DAY + DAY_MS)]
+    found: dict[str, Any] = {
+        "record": await store.read(HOME),
+        "series": await store.series(HOME, **WHOLE),
+        "visitors by hour": await store.visitors(HOME, ranges=hourly),
+        "visitors by day": await store.visitors(HOME, ranges=daily),
+    }
+    for kind in ("page", "referrer"):
+        for start, end in daily:
+            found[f"{kind}s {start}"] = await store.top(
+                HOME, kind=kind, start_ms=start, end_ms=end, limit=100
+            )
+    return found
+
+
+async def exported(store: Store, counter: CounterId) -> list[RestoreEntry]:
+    """The counter's record and history, as an export carries them."""
+    record = await store.read(counter)
+    assert record is not None
+    return [record, *[entry async for entry in store.history(counter)]]
+
+
+async def test_a_restored_history_reads_back_identical(
+    store: Store, store_kind: str, new_store_url: NewStoreUrl, time_machine: TimeMachineFixture
+) -> None:
+    """What `history` gives, restored into a fresh store of the same kind, reads back the same:
+    the entries themselves, the series, pages, referrers and visitors by hour and by day."""
+    await fill(store, time_machine)
+    entries = await exported(store, HOME)
+    fresh = await open_store(new_store_url(store_kind), wait_limit=2.0)
+    try:
+        assert await fresh.restore(entries, replace_history=True) == 0
+        assert await exported(fresh, HOME) == entries
+        assert await reads(fresh) == await reads(store)
+        assert await fresh.read(ABOUT) is None
+    finally:
+        await fresh.close()
+
+
+async def test_restore_replaces_a_counters_history(
+    store: Store, store_kind: str, new_store_url: NewStoreUrl, time_machine: TimeMachineFixture
+) -> None:
+    """Restored over a counter with a history of its own, in the same hours and others, and
+    restored twice, a history reads back as restored: never added to what was there."""
+    await fill(store, time_machine)
+    entries = await exported(store, HOME)
+    target = await open_store(new_store_url(store_kind), wait_limit=2.0)
+    try:
+        others = [Hit(HOME, page="/p1", referrer="https://a.example/", visitor=v) for v in MANY]
+        await hit_at(target, time_machine, HOURS[1], others)
+        await hit_at(target, time_machine, HOURS[3], [Hit(HOME, page="/new", visitor=FEW[0])])
+        assert await reads(target) != await reads(store)
+        for _ in range(2):
+            await target.restore(entries, replace_history=True)
+            assert await reads(target) == await reads(store)
+            assert await exported(target, HOME) == entries
+    finally:
+        await target.close()
