@@ -216,13 +216,14 @@ def test_a_deleted_counter_counts_its_visitors_again(time_machine: TimeMachineFi
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("unique_visitors", [True, False])
 async def test_the_hourly_purge_deletes_old_salts_without_any_visitor(
-    time_machine: TimeMachineFixture,
+    time_machine: TimeMachineFixture, unique_visitors: bool
 ) -> None:
     """Two days on, the hourly purge deletes a day's salt though no visitor came since, so its
-    ids can no longer be recomputed."""
+    ids can no longer be recomputed — also once unique visitors have been turned off."""
     store = MemoryStore()
-    tracker = Tracker(store, metrics=Metrics())
+    tracker = Tracker(store, metrics=Metrics(), unique_visitors=unique_visitors)
     time_machine.move_to(NOON, tick=False)
     day = int(NOON.replace(hour=0).timestamp() * 1000)
     first = await store.salt(day)

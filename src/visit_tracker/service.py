@@ -220,11 +220,12 @@ class Tracker:
 
     async def purge_history(self) -> None:
         """Delete every counter's history older than the days it is kept, and the visitor
-        salts of days before yesterday even when no visitor came today."""
+        salts of days before yesterday even when no visitor came today, or unique visitors are
+        off: a salt kept would let its day's ids be recomputed from addresses."""
         before = history.purge_before(now_ms(), history_days=self._history_days)
         await self._asked(self._store.purge(before))
-        if self._visitor_ids is not None:  # asking for today's salt deletes the older ones
-            await self._asked(self._store.salt(history.bucket_of("day", now_ms())))
+        # Asking for today's salt deletes the older ones (and makes today's, if need be).
+        await self._asked(self._store.salt(history.bucket_of("day", now_ms())))
 
     async def _purge_history_hourly(self) -> None:
         while True:
