@@ -32,7 +32,14 @@ from visit_tracker.errors import (
     StoreOutcomeUnknown,
     StoreUnavailable,
 )
-from visit_tracker.stores import CounterId, CounterRecord, Hit, check_store_url, open_store
+from visit_tracker.stores import (
+    CounterId,
+    CounterRecord,
+    Hit,
+    Store,
+    check_store_url,
+    open_store,
+)
 from visit_tracker.stores.base import MINUTE_MS
 from visit_tracker.stores.redis import (
     EXPORT_CHUNK,
@@ -172,14 +179,19 @@ async def test_a_connection_numbered_past_1023_works(kind: str, new_store_url: N
             os.close(descriptor)
 
 
+async def counts_a_burst_exactly(store: Store) -> None:
+    """4 x IN_FLIGHT concurrent batches of one hit get 1..N once each, and the value is N."""
+    results = await asyncio.gather(*(store.apply([Hit(HOME)]) for _ in range(4 * IN_FLIGHT)))
+    assert sorted(value for (value,) in results) == list(range(1, 4 * IN_FLIGHT + 1))
+    assert await store.value(HOME) == 4 * IN_FLIGHT
+
+
 async def test_a_fresh_cluster_store_counts_a_burst_exactly(new_store_url: NewStoreUrl) -> None:
     """Right after opening, 4 x IN_FLIGHT concurrent batches on a cluster hand out 1..N once
     each: nothing runs twice and no pool runs out."""
     store = await open_store(new_store_url("redis-cluster"), wait_limit=5.0)
     try:
-        results = await asyncio.gather(*(store.apply([Hit(HOME)]) for _ in range(4 * IN_FLIGHT)))
-        assert sorted(value for (value,) in results) == list(range(1, 4 * IN_FLIGHT + 1))
-        assert await store.value(HOME) == 4 * IN_FLIGHT
+        await counts_a_burst_exactly(store)
     finally:
         await store.close()
 
@@ -418,9 +430,7 @@ async def test_a_store_over_tls_counts_a_burst_exactly(tls_redis: RedisServer) -
     batches on a TLS-only Redis hand out 1..N once each."""
     store = await open_store(f"{tls_redis.url}&prefix=tls", wait_limit=5.0)
     try:
-        results = await asyncio.gather(*(store.apply([Hit(HOME)]) for _ in range(4 * IN_FLIGHT)))
-        assert sorted(value for (value,) in results) == list(range(1, 4 * IN_FLIGHT + 1))
-        assert await store.value(HOME) == 4 * IN_FLIGHT
+        await counts_a_burst_exactly(store)
     finally:
         await store.close()
     with tls_redis.client() as client:
