@@ -190,3 +190,51 @@ def test_a_file_without_the_header_is_refused_at_line_1(first_line: bytes, probl
     error = refusal([first_line] if first_line else [])
     assert error.line == 1
     assert problem in str(error)
+
+
+DAY = 1_753_142_400_000  # a UTC day's start
+HOUR = DAY + 3_600_000
+
+
+def day_line(pages: dict[str, int], referrers: dict[str, int]) -> str:
+    return json.dumps({"day": DAY, "pages": pages, "referrers": referrers})
+
+
+@pytest.mark.parametrize(
+    ("day", "problem"),
+    [
+        (day_line({"/a?email=x": 1}, {}), "is not a page"),
+        (day_line({"/" + "a" * 600: 1}, {}), "is not a page"),
+        (day_line({"no-slash": 1}, {}), "is not a page"),
+        (day_line({}, {"https://Example.org/": 1}), "is not a referrer"),
+        (day_line({}, {"ftp://example.org/": 1}), "is not a referrer"),
+        (day_line({"/a": 1}, {}), "lists no hour of it"),
+        (json.dumps({"visitors": "day", "start": DAY, "ids": [1]}), "lists no hour of it"),
+    ],
+)
+def test_a_day_the_stores_could_not_keep_as_it_is_is_refused(day: str, problem: str) -> None:
+    """A day's page or referrer that the hits route would not have kept as it is, or a day of
+    pages or visitors that no hour of the counter lists (the stores find days through hours,
+    to purge, export and delete them), is refused, naming the day's line."""
+    error = refusal(export_of(line(), day, line(key="c")))
+    assert str(error).startswith("line 3: ")
+    assert problem in str(error)
+
+
+def test_a_day_listed_by_an_hour_or_an_hours_visitors_is_accepted() -> None:
+    """A day whose counter lists one of its hours, as hits or as hourly visitors, is read."""
+    for hour_line in (
+        f'{{"hours": [[{HOUR}, 2]]}}',
+        f'{{"visitors": "hour", "start": {HOUR}, "ids": [1]}}',
+    ):
+        read = list(
+            entries(
+                export_of(
+                    line(),
+                    f'{{"day": {DAY}, "pages": {{"/a": 1}}, "referrers": {{"https://e.org/": 1}}}}',
+                    f'{{"visitors": "day", "start": {DAY}, "ids": [1]}}',
+                    hour_line,
+                )
+            )
+        )
+        assert len(read) == 4

@@ -55,10 +55,11 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from visit_tracker.errors import MalformedExport
+from visit_tracker.history import LONGEST_VIEW, clean_page, clean_referrer
 from visit_tracker.stores import _redis_hll
 from visit_tracker.stores.base import (
     DAY_MS,
@@ -115,8 +116,6 @@ class Contents:
 
     version: int = VERSION
     counters: int = 0
-    sketches: dict[SketchFamily, int] = field(default_factory=dict)
-    """Visitor buckets that carry a sketch, by family."""
 
     @property
     def history(self) -> bool:
@@ -174,9 +173,6 @@ def check(lines: Iterable[bytes]) -> Contents:
     for entry in entries(lines, contents=contents):
         if isinstance(entry, CounterRecord):
             contents.counters += 1
-        elif isinstance(entry, VisitorBucket) and entry.sketch is not None:
-            family = entry.sketch.family
-            contents.sketches[family] = contents.sketches.get(family, 0) + 1
     return contents
 
 
@@ -204,12 +200,16 @@ def entries(lines: Iterable[bytes], *, contents: Contents | None = None) -> Iter
                     f"already appears on line {seen[record.counter]}",
                 )
             seen[record.counter] = number
+            if history is not None:
+                history.finish()
             history = _History(record.counter)
             yield record
         elif history is None:
             raise MalformedExport(number, f"a {kind!r} line before any counter's line")
         else:
             yield history.entry(kind, fields, number)
+    if history is not None:
+        history.finish()
 
 
 def _history_kind(fields: dict[str, Any]) -> str | None:
@@ -305,12 +305,27 @@ def _whole_number(fields: dict[str, Any], name: str, number: int, *, largest: in
 
 
 class _History:
-    """Reads the history lines of one counter, refusing an hour, day or bucket given twice."""
+    """Reads the history lines of one counter, refusing an hour, day or bucket given twice,
+    and a day that no hour of the counter's lists (see `finish`)."""
 
     def __init__(self, counter: CounterId) -> None:
         self.counter = counter
         self.seen: dict[tuple[object, ...], int] = {}
         self.last_hour = -1
+        self.days_with_hours: set[int] = set()
+        self.days_used: dict[int, int] = {}
+        """Days of pages, referrers or visitors, each with the first line that names it."""
+
+    def finish(self) -> None:
+        """Refuse a day whose pages, referrers or visitors no hour of the counter lists: the
+        stores find a counter's days through its hours, to purge, export and delete them."""
+        for day, number in self.days_used.items():
+            if day not in self.days_with_hours:
+                raise MalformedExport(
+                    number,
+                    f"day {day} has pages, referrers or visitors but the counter lists no hour "
+                    "of it (in its hours or its hourly visitors)",
+                )
 
     def entry(self, kind: str, fields: dict[str, Any], number: int) -> HistoryEntry:
         required, optional = HISTORY_FIELDS[kind]
@@ -347,21 +362,23 @@ class _History:
             if hour <= self.last_hour:
                 raise MalformedExport(number, f"hour {hour} is not after the hour before it")
             self.last_hour = hour
+            self.days_with_hours.add(hour - hour % DAY_MS)
             hours.append((hour, hits))
         return HourlyHits(self.counter, tuple(hours))
 
     def _day(self, fields: dict[str, Any], number: int) -> DailyViews:
         day = _time(fields["day"], number, "day", DAY_MS)
         self._once(("day", day), number, f"day {day}")
+        self.days_used.setdefault(day, number)
         views: list[tuple[ViewKind, str, int]] = []
-        for name, kind in (("pages", "page"), ("referrers", "referrer")):
+        kinds: tuple[tuple[str, ViewKind], ...] = (("pages", "page"), ("referrers", "referrer"))
+        for name, kind in kinds:
             found = fields[name]
             if not isinstance(found, dict):
                 raise MalformedExport(number, f"{name} must be an object of hits by {kind}")
             for value, hits in found.items():
-                if not value:
-                    raise MalformedExport(number, f"an empty {kind} in {name}")
-                views.append((kind, value, _count(hits, number, f"{kind} hits", smallest=1)))  # type: ignore[arg-type]
+                _view(kind, value, number)
+                views.append((kind, value, _count(hits, number, f"{kind} hits", smallest=1)))
         if not views:
             raise MalformedExport(number, "a day with neither pages nor referrers")
         return DailyViews(self.counter, day, tuple(views))
@@ -374,6 +391,10 @@ class _History:
         self._once(
             ("visitors", span, start), number, f"the visitors of {fields['visitors']} {start}"
         )
+        if span == HOUR_MS:
+            self.days_with_hours.add(start - start % DAY_MS)
+        else:
+            self.days_used.setdefault(start, number)
         ids = fields["ids"]
         if not isinstance(ids, list) or not all(
             type(visitor) is int and 0 <= visitor <= LARGEST_ID for visitor in ids
@@ -397,6 +418,26 @@ class _History:
                 number, f"a bucket with a sketch keeps at least {EXACT_BELOW} ids"
             )
         return VisitorBucket(self.counter, span, start, tuple(ids), _sketch(fields, number))
+
+
+def _view(kind: ViewKind, value: str, number: int) -> None:
+    """Refuse a page or referrer that the hits route would not have kept as it is."""
+    clean = clean_page if kind == "page" else clean_referrer
+    try:
+        kept = len(value) <= LONGEST_VIEW and clean(value) == value
+    except ValueError:
+        kept = False
+    if not kept:
+        raise MalformedExport(
+            number, f"{json.dumps(value)} is not a {kind} as visit-tracker keeps one: {RULES[kind]}"
+        )
+
+
+RULES = {
+    "page": f"a path of at most {LONGEST_VIEW} characters, without query string or fragment",
+    "referrer": f"an http or https origin and path of at most {LONGEST_VIEW} characters, "
+    "in lower case, without query string or fragment",
+}
 
 
 def _sketch(fields: dict[str, Any], number: int) -> VisitorSketch:
