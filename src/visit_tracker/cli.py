@@ -32,6 +32,7 @@ from visit_tracker import backup, summary, transfer
 from visit_tracker.bench import bench
 from visit_tracker.errors import (
     ConfigError,
+    ImportIncomplete,
     MalformedExport,
     StoreOutcomeUnknown,
     VisitTrackerError,
@@ -286,8 +287,8 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="An export written by `visit-tracker export`.")],
     store: Annotated[str | None, STORE_OPTION] = None,
 ) -> None:
-    """Make every counter of an export exactly as exported, with its history, all at once or
-    not at all.
+    """Make every counter of an export exactly as exported, with its history: all at once or
+    not at all, but on Redis a chunk of counters at a time (after a failure, import again).
 
     The whole file is checked first: one bad line and nothing is imported.
     """
@@ -311,6 +312,10 @@ def import_command(
         raise fail(f"nothing imported: {file}: {error}", code=1) from None
     except StoreOutcomeUnknown as error:
         raise fail(f"the import may or may not have been applied: {error}", code=1) from None
+    except ImportIncomplete as error:
+        raise fail(
+            f"the import stopped part way ({error}): import the file again to finish it", code=1
+        ) from None
     except (VisitTrackerError, OSError) as error:
         raise fail(f"nothing imported: {error}", code=1) from None
     if converted:

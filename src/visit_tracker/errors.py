@@ -50,6 +50,12 @@ class StoreOutcomeUnknown(VisitTrackerError):
     """
 
 
+class ImportIncomplete(VisitTrackerError):
+    """An import that writes a chunk at a time (Redis) failed after it began writing: the
+    counters written stand as exported, the rest as they were. Importing the file again finishes
+    it, since an import makes counters as exported rather than adding to them."""
+
+
 class MalformedExport(VisitTrackerError):
     """A line of an export file is invalid; the message names the line and the problem."""
 

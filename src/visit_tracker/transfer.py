@@ -38,8 +38,9 @@ async def export_counters(
 async def import_counters(
     url: str, entries: Iterable[RestoreEntry], *, replace_history: bool
 ) -> int:
-    """Make every recorded counter exactly as recorded, in one atomic step, with its history
-    if `replace_history`; how many visitor sketches were converted from another family."""
+    """Make every recorded counter exactly as recorded, with its history if
+    `replace_history` (atomically, but on Redis: see `Store.restore`); how many visitor
+    sketches were converted from another family."""
     store = await open_store(url, wait_limit=WAIT_LIMIT)
     try:
         return await store.restore(entries, replace_history=replace_history)

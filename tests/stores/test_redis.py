@@ -27,6 +27,7 @@ from tests.redis_servers import (
 from tests.server import free_port
 from tests.tls import certificate_authority
 from visit_tracker.errors import (
+    ImportIncomplete,
     StoreError,
     StoreOpenError,
     StoreOutcomeUnknown,
@@ -452,3 +453,27 @@ async def test_a_server_certificate_from_another_authority_is_refused(
         await open_store(url, wait_limit=5.0)
     with tls_redis.client() as client:
         assert client.dbsize() == 0
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_an_import_that_fails_part_way_says_so(kind: str, new_store_url: NewStoreUrl) -> None:
+    """Redis imports a chunk of counters at a time: a failure after the first chunk was written
+    is `ImportIncomplete` (the CLI then says to import again), and one before is the failure
+    itself, with nothing written."""
+
+    def records_failing_at(failing: int) -> Iterator[CounterRecord]:
+        for number in range(failing):
+            yield CounterRecord(CounterId("import", f"c{number:04d}"), number, 1, 2)
+        raise StoreUnavailable("the export file's disk went away")
+
+    store = await open_store(new_store_url(kind), wait_limit=5.0)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.restore(records_failing_at(EXPORT_CHUNK - 1))
+        assert await store.counters_in("import", after="", limit=10) == []
+        with pytest.raises(ImportIncomplete, match="part way"):
+            await store.restore(records_failing_at(EXPORT_CHUNK + 10))
+        written = await store.counters_in("import", after="", limit=2 * EXPORT_CHUNK)
+        assert len(written) == EXPORT_CHUNK
+    finally:
+        await store.close()

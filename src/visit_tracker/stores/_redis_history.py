@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 from redis.typing import EncodableT
 
+from visit_tracker.errors import ImportIncomplete
 from visit_tracker.stores._redis_wire import Command, ConnectionSource, check
 from visit_tracker.stores.base import (
     DAY_MS,
@@ -116,24 +117,33 @@ async def _buckets(
 async def restore(
     store: RedisStore, entries: Iterable[RestoreEntry], *, replace_history: bool
 ) -> int:
-    """Restore the entries as `Store.restore` does, a chunk at a time."""
+    """Restore the entries as `Store.restore` does, a chunk at a time: once it has begun
+    writing, a failure is `ImportIncomplete`."""
     converted = 0
     records: list[CounterRecord] = []
     history: dict[ConnectionSource, list[Command]] = defaultdict(list)
     pending = 0
     await store._ready()
-    for entry in entries:
-        if isinstance(entry, CounterRecord):
-            records.append(entry)
-        else:
-            commands, approximate = _restore_commands(store, entry)
-            converted += approximate
-            history[store._topology.node_for(store._key(entry.counter))].extend(commands)
-            pending += len(commands)
-        if len(records) >= EXPORT_CHUNK or pending >= EXPORT_CHUNK:
-            await _restore_chunk(store, records, history, replace_history=replace_history)
-            records, history, pending = [], defaultdict(list), 0
-    await _restore_chunk(store, records, history, replace_history=replace_history)
+    begun = False
+    try:
+        for entry in entries:
+            if isinstance(entry, CounterRecord):
+                records.append(entry)
+            else:
+                commands, approximate = _restore_commands(store, entry)
+                converted += approximate
+                history[store._topology.node_for(store._key(entry.counter))].extend(commands)
+                pending += len(commands)
+            if len(records) >= EXPORT_CHUNK or pending >= EXPORT_CHUNK:
+                begun = True
+                await _restore_chunk(store, records, history, replace_history=replace_history)
+                records, history, pending = [], defaultdict(list), 0
+        begun = True
+        await _restore_chunk(store, records, history, replace_history=replace_history)
+    except Exception as error:
+        if begun:
+            raise ImportIncomplete(f"the store failed part way through: {error}") from error
+        raise
     return converted
 
 

@@ -229,8 +229,9 @@ class Store(Protocol):
     async def restore(
         self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
     ) -> int:
-        """Make each record's counter exactly as recorded, all in one atomic step (on a Redis
-        Cluster, one per counter). With `replace_history` the history of each recorded counter
+        """Make each record's counter exactly as recorded, all in one atomic step (on Redis, a
+        chunk of counters at a time; a failure after the first is `ImportIncomplete`). With
+        `replace_history` the history of each recorded counter
         becomes exactly the entries that follow its record, its history before is dropped;
         without, history entries are not expected and existing history is kept. Entries are
         read once, in order, as they are needed. Returns how many visitor sketches of another
