@@ -125,6 +125,11 @@ class HitDetails(BaseModel):
     page: Page | None = None
     referrer: Referrer | None = None
 
+    @property
+    def given(self) -> bool:
+        """Whether they name a page or a referrer: `{}` names neither."""
+        return self.page is not None or self.referrer is not None
+
 
 class CounterValue(BaseModel):
     namespace: str = Field(examples=["example.com"])
@@ -313,7 +318,7 @@ async def hit(
     may send to another origin without a preflight request) — not in both."""
     details = in_query(page, referrer, body)
     counter = CounterId(namespace, key)
-    if details is None or (details.page is None and details.referrer is None):
+    if details is None or not details.given:
         value = await tracker.visit(counter, visitor=visitor)
     else:
         value = await tracker.view(
@@ -326,7 +331,7 @@ def in_query(page: str | None, referrer: str | None, body: HitDetails | None) ->
     """A hit's details, from its query string or its body; a 422 if both give some."""
     if page is None and referrer is None:
         return body
-    if body is not None and (body.page is not None or body.referrer is not None):
+    if body is not None and body.given:
         raise RequestValidationError(
             [
                 {

@@ -101,10 +101,8 @@ def hit_taker(
             in_query = details_in_query(query) if len(query) <= largest else None
             if in_query is None:
                 return declined
-            if in_query.page is not None or in_query.referrer is not None:
-                if details is not None and (
-                    details.page is not None or details.referrer is not None
-                ):
+            if in_query.given:
+                if details is not None and details.given:
                     return declined  # given twice: the framework says so
                 details = in_query
         scope[HIT] = (match[1], match[2], details)
