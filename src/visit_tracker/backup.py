@@ -79,7 +79,7 @@ from visit_tracker.stores.base import (
     VisitorBucket,
     VisitorSketch,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, ranks_of
+from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, ID_BITS, ranks_of
 
 FORMAT = "visit-tracker-counters"
 VERSION = 4
@@ -107,7 +107,7 @@ SPANS = {"hour": HOUR_MS, "day": DAY_MS}
 SPAN_NAMES = {span: name for name, span in SPANS.items()}
 SKETCH_FAMILIES: tuple[SketchFamily, ...] = ("registers", "redis")
 KEY_HASH = re.compile(r"[0-9a-f]{64}")
-LARGEST_ID = 2**63 - 1
+LARGEST_ID = (1 << ID_BITS) - 1
 
 
 @dataclass
