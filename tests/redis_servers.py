@@ -142,10 +142,11 @@ def redis_server(
 
 @contextmanager
 def redis_cluster(
-    directory: Path, *options: str, primaries: int = 3
+    directory: Path, *options: str, primaries: int = 3, tls: ServerTls | None = None
 ) -> Iterator[list[RedisServer]]:
     """A Redis Cluster of `primaries` servers without replicas, ready (cluster_state:ok);
-    `options` go to every server (by default nothing is kept on disk but the node table)."""
+    `options` go to every server (by default nothing is kept on disk but the node table). With
+    `tls`, the nodes speak TLS only, to clients and to each other."""
     with ExitStack() as stack:
         servers = []
         for number in range(primaries):
@@ -155,13 +156,20 @@ def redis_cluster(
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(node_directory / "nodes.conf"),
                 "--cluster-port", str(free_port()),
+                *(("--tls-cluster", "yes") if tls else ()),
             )  # fmt: skip
             servers.append(
-                stack.enter_context(redis_server(node_directory, *cluster_options, *options))
+                stack.enter_context(
+                    redis_server(node_directory, *cluster_options, *options, tls=tls)
+                )
             )
         create = [require_program("redis-cli", "redis-tools"), "--cluster", "create"]
         create += [f"127.0.0.1:{server.port}" for server in servers]
         create += ["--cluster-replicas", "0", "--cluster-yes"]
+        if tls is not None:
+            create += ["--tls", "--cacert", str(tls.authority)]
+            create += ["--cert", str(tls.certificate.certificate)]
+            create += ["--key", str(tls.certificate.key)]
         subprocess.run(create, check=True, capture_output=True, timeout=CLUSTER_TIMEOUT)
         wait_until_cluster_ok(servers)
         yield servers

@@ -438,6 +438,20 @@ async def test_a_store_over_tls_counts_a_burst_exactly(tls_redis: RedisServer) -
         assert client.hget("tls:{site:home}", "value") == str(4 * IN_FLIGHT).encode()
 
 
+async def test_a_cluster_store_over_tls_counts_a_burst_exactly(tmp_path: Path) -> None:
+    """Through `rediss+cluster://`, on a cluster whose nodes speak TLS only (to clients and to
+    each other), concurrent batches hand out 1..N once each."""
+    authority = certificate_authority(tmp_path / "authority")
+    tls = ServerTls(authority.certificate, authority.issue(tmp_path / "server"))
+    with redis_cluster(tmp_path / "cluster", tls=tls) as nodes:
+        url = f"rediss+cluster://127.0.0.1:{nodes[0].port}?{tls.url_options()}&prefix=tls"
+        store = await open_store(url, wait_limit=5.0)
+        try:
+            await counts_a_burst_exactly(store)
+        finally:
+            await store.close()
+
+
 async def test_a_server_certificate_from_another_authority_is_refused(
     tls_redis: RedisServer, tmp_path: Path
 ) -> None:
