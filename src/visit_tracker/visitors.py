@@ -90,6 +90,8 @@ class VisitorIds:
         if day != self._day or self._salt is None:
             self._day, self._salt = day, asyncio.ensure_future(self._fetch(day))
         salt = self._salt
+        if salt.done() and not salt.cancelled() and salt.exception() is None:  # nearly always
+            return visitor_id(visitor, namespace=namespace, salt=salt.result())
         try:
             return visitor_id(visitor, namespace=namespace, salt=await asyncio.shield(salt))
         except Exception:
