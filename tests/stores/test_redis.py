@@ -302,6 +302,11 @@ async def test_every_script_touches_only_the_keys_it_declares(tmp_path: Path) ->
             await store.salt(0)
             await store.restore([CounterRecord(about, 1, 1, 2, None, 0, 15)])
             assert await store.delete(HOME)
+            with server.client() as client:  # a counter an earlier version deleted
+                client.zadd("declared:counter-names", {"site:gone": 0})
+            assert [r.counter for r in await store.counters_in("site", after="", limit=5)] == [
+                about
+            ]
         finally:
             await store.close()
             with server.client() as client:
@@ -320,6 +325,7 @@ async def test_every_script_touches_only_the_keys_it_declares(tmp_path: Path) ->
             declared.update(words[3 : 3 + int(words[2])])
     assert touched <= declared
     assert "declared:{site:home}:counted" in touched
+    assert "declared:{site:gone}" in touched
 
 
 async def test_a_dead_shard_fails_only_its_counters_and_the_cluster_store_recovers(

@@ -29,7 +29,7 @@ from visit_tracker.stores.redis import EXPORT_CHUNK, KINDS, RedisStore, _field_v
 from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, restored_hll
 
 RESTORE = """
--- KEYS: the counters' hashes, then (one server only) the index set.
+-- KEYS: the counters' hashes, then (one server only) the index sorted set.
 -- ARGV: for each counter its value, created_at, updated_at, tag, admin key hash ('' if none),
 -- bot hits and window.
 local count = #ARGV / 7
@@ -43,7 +43,7 @@ for i = 1, count do
     else
         redis.call('HSET', KEYS[i], 'admin_key_hash', ARGV[at + 5])
     end
-    if index then redis.call('SADD', index, ARGV[at + 4]) end
+    if index then redis.call('ZADD', index, 0, ARGV[at + 4]) end
 end
 return count
 """

@@ -19,9 +19,10 @@ on a windowed counter first removes the visitors whose window has ended, so the 
 the visitors of the current window; and the set expires when the last window in it ends
 (Redis's clock), so neither a purge nor a counter no longer hit need look for it. A delete
 deletes it with the counter, so that a counter made again under the same name counts every
-visitor afresh, as on the other stores. On one server the set
-`{prefix}:counters` lists every counter so that export needs no key scan; a cluster has no
-place for such a set, and export scans each primary for the prefix instead.
+visitor afresh, as on the other stores. On one server the sorted set `{prefix}:counter-names`
+lists every counter in name order, so that a namespace's page is read in O(log n + its size)
+and export needs no key scan; a cluster has no place for such a set, and listings and export
+scan each primary for the prefix instead (`_redis_index.py`).
 
 History lives beside each counter, under the same hash tag, so one script updates both:
 `{prefix}:{namespace:key}:hours`, a hash of hits per hour start (Unix ms), and for each UTC day
@@ -127,7 +128,7 @@ the counter has, which the hours hash lists."""
 HIT = """
 -- KEYS: for each counter its hash, its hours hash, its page and referrer hashes of the day,
 -- its visitors' HyperLogLogs and id sets of the hour and of the day, and the sorted set of
--- the visitors its window counted; then (one server only) the index set.
+-- the visitors its window counted; then (one server only) the index sorted set.
 -- ARGV: the time in Unix ms, the hour's start and the most ids a set keeps, then for each
 -- counter its tag, its numbers of hits (bots' not included), of those without a visitor id,
 -- of bot hits, pages, referrers, distinct visitors and of those new to its visitor sketches, a
@@ -173,7 +174,7 @@ for i = 1, count do
     if hits > 0 or new > 0 then  -- the hours hash lists the visitor buckets too
         redis.call('HINCRBY', KEYS[k + 2], hour, hits)
     end
-    if index then redis.call('SADD', index, tag) end
+    if index then redis.call('ZADD', index, 0, tag) end
     at = at + 8
     for _ = 1, pages do
         redis.call('HINCRBY', KEYS[k + 3], ARGV[at], ARGV[at + 1])
@@ -206,13 +207,13 @@ return redis.call('GET', KEYS[1])
 """
 
 CREATE = """
--- KEYS: the counter's hash, then (one server only) the index set.
+-- KEYS: the counter's hash, then (one server only) the index sorted set.
 -- ARGV: the time in Unix ms, the value, the tag, the admin key hash ('' if none), the window.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'value', ARGV[2], 'created_at', ARGV[1], 'updated_at', ARGV[1],
     'count_once_per', ARGV[5])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'admin_key_hash', ARGV[4]) end
-if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[3]) end
+if KEYS[2] then redis.call('ZADD', KEYS[2], 0, ARGV[3]) end
 return 1
 """
 
@@ -247,12 +248,12 @@ return redis.call('HGET', KEYS[1], 'value')
 """
 
 DELETE = """
--- KEYS: the counter's hash, then (one server only) the index set, then its counted visitors'
--- and its history's keys.
+-- KEYS: the counter's hash, then (one server only) the index sorted set, then its counted
+-- visitors' and its history's keys.
 -- ARGV: the tag, then the number of keys before the counted visitors'.
 local deleted = redis.call('DEL', KEYS[1])
 local first = tonumber(ARGV[2]) + 1
-if first == 3 then redis.call('SREM', KEYS[2], ARGV[1]) end
+if first == 3 then redis.call('ZREM', KEYS[2], ARGV[1]) end
 for i = first, #KEYS do redis.call('DEL', KEYS[i]) end
 return deleted
 """
@@ -397,7 +398,9 @@ class RedisStore:
     def __init__(self, topology: Topology, *, prefix: str, wait_limit: float) -> None:
         self._topology = topology
         self._prefix = prefix
-        self._index = f"{prefix}:counters"
+        self._index = f"{prefix}:counter-names"
+        self._old_index = f"{prefix}:counters"
+        """The index set of earlier versions, moved into `_index` (see `_redis_index.py`)."""
         self._wait_limit = wait_limit
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
 
@@ -431,6 +434,10 @@ class RedisStore:
         store = cls(topology, prefix=location.prefix, wait_limit=wait_limit)
         try:
             await store.ping()
+            if topology.single:
+                from visit_tracker.stores import _redis_index  # noqa: PLC0415 - it imports this module
+
+                await _redis_index.move_old_index(store)
         except StoreError as error:
             await store.close()
             raise StoreOpenError(f"cannot open the Redis store: {error}") from error
@@ -638,7 +645,7 @@ class RedisStore:
     async def purge(self, before_ms: int) -> None:
         await self._ready()
         for node in self._topology.primaries():
-            counters = list(map(_counter_of, await self._tags_on(node, "*")))
+            counters = list(map(_counter_of, await self._tags_on(node)))
             async for answers in self._ask_each(
                 node, counters, lambda counter: ("HKEYS", self._hours_key(counter))
             ):
@@ -659,14 +666,9 @@ class RedisStore:
                         check(reply, source=node)
 
     async def counters_in(self, namespace: str, *, after: str, limit: int) -> list[CounterRecord]:
-        # A tag starts with the percent-encoded namespace, which holds no glob character.
-        pattern = f"{quote(namespace, safe='')}:*"
-        records = []
-        await self._ready()
-        for node in self._topology.primaries():
-            records.extend(await self._records_on(node, pattern=pattern, after=after))
-        records.sort(key=lambda record: record.counter.key)
-        return records[:limit]
+        from visit_tracker.stores import _redis_index  # noqa: PLC0415 - it imports this module
+
+        return await _redis_index.counters_in(self, namespace, after=after, limit=limit)
 
     async def top_counters(self, limit: int) -> list[tuple[CounterId, int]]:
         # Redis keeps no order by value: the counters are listed as export lists them, and
@@ -674,7 +676,7 @@ class RedisStore:
         best: list[tuple[CounterId, int]] = []
         await self._ready()
         for node in self._topology.primaries():
-            counters = list(map(_counter_of, await self._tags_on(node, "*")))
+            counters = list(map(_counter_of, await self._tags_on(node)))
             async for answers in self._ask_each(
                 node, counters, lambda counter: ("HGET", self._key(counter), "value")
             ):
@@ -690,7 +692,7 @@ class RedisStore:
         records: list[CounterRecord] = []
         await self._ready()
         for node in self._topology.primaries():
-            records.extend(await self._records_on(node, pattern="*", after=""))
+            records.extend(await self._records_on(node))
         records.sort(key=lambda record: (record.counter.namespace, record.counter.key))
         for record in records:
             yield record
@@ -859,13 +861,9 @@ class RedisStore:
         (reply,) = await self._send(node, [command], deadline=deadline, writes=True)
         return check(reply, source=node)
 
-    async def _records_on(
-        self, node: ConnectionSource, *, pattern: str, after: str
-    ) -> list[CounterRecord]:
-        """The records on one node of the counters whose tags match the glob `pattern` and
-        whose keys sort after `after`."""
-        tags = await self._tags_on(node, pattern)
-        counters = [c for c in map(_counter_of, tags) if c.key > after]
+    async def _records_on(self, node: ConnectionSource) -> list[CounterRecord]:
+        """The records of every counter on one node."""
+        counters = list(map(_counter_of, await self._tags_on(node)))
         records = []
         async for answers in self._ask_each(
             node, counters, lambda counter: ("HMGET", self._key(counter), *FIELDS)
@@ -894,28 +892,11 @@ class RedisStore:
                 for counter, reply in zip(chunk, replies, strict=True)
             ]
 
-    async def _tags_on(self, node: ConnectionSource, pattern: str) -> list[str]:
-        """The tags of the counters on one node that match the glob `pattern`: from the index
-        set on one server, from a scan of the node's keys on a cluster."""
-        if self._topology.single:
-            command: tuple[EncodableT, ...] = ("SSCAN", self._index)
-            match = pattern
-        else:
-            command, match = ("SCAN",), f"{self._prefix}:{{{pattern}}}"
-        found: list[str] = []
-        cursor: bytes | int = 0
-        while True:
-            scan = (*command, cursor, "MATCH", match, "COUNT", 1000)
-            if not self._topology.single:
-                scan = (*scan, "TYPE", "hash")
-            (reply,) = await self._send(node, [scan], deadline=self._deadline())
-            cursor, batch = check(reply, source=node)
-            found.extend(item.decode() for item in batch)
-            if int(cursor) == 0:
-                break
-        if self._topology.single:
-            return found
-        return [key[len(self._prefix) + 2 : -1] for key in found]
+    async def _tags_on(self, node: ConnectionSource) -> list[str]:
+        """The tags of every counter on one node (see `_redis_index.py`)."""
+        from visit_tracker.stores import _redis_index  # noqa: PLC0415 - it imports this module
+
+        return await _redis_index.tags_on(self, node, None)
 
     async def _send(
         self,
