@@ -68,6 +68,7 @@ from visit_tracker.stores.base import (
     LARGEST_SET,
     LONGEST_WINDOW,
     NAME_PATTERN,
+    SPAN_NAMES,
     CounterId,
     CounterRecord,
     DailyViews,
@@ -103,8 +104,7 @@ HISTORY_FIELDS = {
 }
 """Per kind of history line (its first field), the fields it requires, and those it may have
 (all or none)."""
-SPANS = {"hour": HOUR_MS, "day": DAY_MS}
-SPAN_NAMES = {span: name for name, span in SPANS.items()}
+SPANS = {name: span for span, name in SPAN_NAMES.items()}
 SKETCH_FAMILIES: tuple[SketchFamily, ...] = ("registers", "redis")
 KEY_HASH = re.compile(r"[0-9a-f]{64}")
 LARGEST_ID = (1 << ID_BITS) - 1

@@ -400,6 +400,8 @@ def tally_visitors(hits: Sequence[Hit]) -> dict[CounterId, set[int]]:
 VISITOR_SPANS = (HOUR_MS, DAY_MS)
 """Visitors are kept per hour, for hourly series, and per UTC day, for everything else: a
 day's or a month's distinct visitors come from at most 31 daily sketches, not 744 hourly ones."""
+SPAN_NAMES = {HOUR_MS: "hour", DAY_MS: "day"}
+"""How a visitor bucket's span is named in keys and exports."""
 
 
 def visitor_span(ranges: Sequence[tuple[int, int]]) -> int:

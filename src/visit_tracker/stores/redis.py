@@ -82,6 +82,7 @@ from visit_tracker.stores._redis_wire import (
 from visit_tracker.stores.base import (
     DAY_MS,
     HOUR_MS,
+    SPAN_NAMES,
     CounterId,
     CounterRecord,
     HistoryEntry,
@@ -263,7 +264,6 @@ FIELDS = ("value", "created_at", "updated_at", "admin_key_hash", "bot_hits", "co
 
 KINDS: tuple[ViewKind, ...] = ("page", "referrer")
 
-SPAN_NAMES = {HOUR_MS: "hour", DAY_MS: "day"}
 
 LAST_BUCKET = 2**62
 """A time after every bucket: reads up to it read a counter's whole history."""
