@@ -133,8 +133,8 @@ def test_details_sent_again_are_answered_as_the_first_time(hits_client: TestClie
 def test_a_query_string_past_the_direct_paths_size_is_the_frameworks(
     hits_client: TestClient,
 ) -> None:
-    """A query string longer than the direct path reads is read by the framework, which counts
-    its page all the same."""
+    """A query string longer than the direct path reads (the framework reads it instead) still
+    counts its page."""
     query = {"page": "/long", "campaign": "c" * LARGEST_DIRECT_BODY}
     assert hits_client.post(HITS, params=query).status_code == 200
     pages = hits_client.get("/v1/counters/site/home/pages").json()
