@@ -18,7 +18,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias
+from typing import Literal, NamedTuple, Protocol, TypeAlias
 
 LARGEST = 2**63 - 1
 """The largest value and time every store keeps exactly (a signed 64-bit integer)."""
@@ -32,9 +32,12 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """What a namespace and a key look like (`fullmatch`): safe in URLs, keys and file names."""
 
 
-@dataclass(frozen=True, slots=True)
-class CounterId:
-    """Names one counter: a namespace and a key inside it."""
+class CounterId(NamedTuple):
+    """Names one counter: a namespace and a key inside it.
+
+    A named tuple rather than a dataclass: a batch looks its hits' counters up in dictionaries
+    several times each, and a tuple's hash and equality run in C (a frozen dataclass's run in
+    Python, about 1.5 µs of a named counter's hit)."""
 
     namespace: str
     key: str
