@@ -354,9 +354,11 @@ class SqliteStore:
                     if count or counter in visitors:  # the hour lists its visitor buckets
                         hour_row = (counter.namespace, counter.key, hour, count)
                         self._db.execute(UPSERT_HOUR, hour_row)
-                for (counter, kind, value), count in views.items():
-                    view = (counter.namespace, counter.key, day, kind, value, count)
-                    self._db.execute(UPSERT_VIEW, view)
+                if views:  # one call for all: a batch with pages has a row for nearly each hit
+                    rows = [
+                        (c.namespace, c.key, day, kind, v, n) for (c, kind, v), n in views.items()
+                    ]
+                    self._db.executemany(UPSERT_VIEW, rows)
                 for counter, seen in visitors.items():
                     self._add_visitors(counter, seen, now=now)
             return totals, counted
