@@ -4,6 +4,7 @@ address or User-Agent left behind in the store or the log."""
 import asyncio
 import signal
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from visit_tracker.errors import StoreOutcomeUnknown, StoreUnavailable
 from visit_tracker.metrics import Metrics
 from visit_tracker.service import Tracker
 from visit_tracker.settings import Settings
+from visit_tracker.stores import CounterId, Hit, Store
 from visit_tracker.stores.base import DAY_MS
 from visit_tracker.stores.memory import MemoryStore
 from visit_tracker.stores.sketch import ID_BITS
@@ -230,3 +232,29 @@ async def test_the_hourly_purge_deletes_old_salts_without_any_visitor(
     time_machine.move_to(NOON + timedelta(days=2), tick=False)
     await tracker.purge_history()
     assert await store.salt(day) != first
+
+
+@pytest.mark.anyio
+async def test_a_hit_stored_after_midnight_counts_its_visitor_in_the_new_hour_and_day(
+    store: Store, time_machine: TimeMachineFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A visitor recorded at 23:30 whose next hit is made just before midnight and stored just
+    after is one of the new hour's and the new day's visitors, as it is one of their hits."""
+    counter = CounterId("site", "home")
+    tracker = Tracker(store, metrics=Metrics())
+    midnight = NOON.replace(hour=0) + timedelta(days=1)
+    time_machine.move_to(midnight - timedelta(minutes=30), tick=False)
+    await tracker.visit(counter, visitor=ALICE)
+    apply = store.apply
+
+    async def apply_after_midnight(hits: Sequence[Hit]) -> list[int]:
+        time_machine.move_to(midnight, tick=False)
+        return await apply(hits)
+
+    monkeypatch.setattr(store, "apply", apply_after_midnight)
+    time_machine.move_to(midnight - timedelta(milliseconds=1), tick=False)
+    await tracker.visit(counter, visitor=ALICE)
+    start = int(midnight.timestamp() * 1000)
+    hour = await tracker.series(counter, interval="hour", start_ms=start, end_ms=start + 1)
+    assert hour == [(start, 1, 1)]
+    assert (await tracker.unique_visitors(counter))[0] == 1

@@ -158,7 +158,7 @@ class Tracker:
         visitor_id = await self._visitor_ids.id_of(visitor, namespace=counter.namespace)
         hour = hour_of(now_ms())
         recorded = self._recent.recorded(counter, hour, visitor_id)  # its hour and day hold it
-        hit = Hit(counter, page, referrer, visitor_id, recorded=recorded)
+        hit = Hit(counter, page, referrer, visitor_id, recorded_in=hour if recorded else None)
         value = await self._recorder.hit(hit)
         if not recorded:
             self._recent.note(counter, hour, visitor_id)

@@ -42,13 +42,13 @@ async def test_a_visitor_counts_once_per_window(
 async def test_a_window_holds_back_visitors_already_recorded_in_the_hour(
     store: Store, time_machine: TimeMachineFixture
 ) -> None:
-    """A hit whose visitor the process recorded in this hour already (`recorded`) is held back
+    """A hit whose visitor the process recorded in this hour already (`recorded_in`) is held back
     by the window all the same, counts on a counter without one, and leaves the counter's
     unique visitors as they were."""
     time_machine.move_to(TEN, tick=False)
     await store.create(HOME, value=0, admin_key_hash=None, count_once_per=30)
     assert await store.apply([by(1), by(1, ABOUT)]) == [1, 1]
-    again = [Hit(HOME, visitor=1, recorded=True), Hit(ABOUT, visitor=1, recorded=True)]
+    again = [Hit(HOME, visitor=1, recorded_in=TEN_MS), Hit(ABOUT, visitor=1, recorded_in=TEN_MS)]
     assert await store.apply(again) == [1, 2]
     time_machine.move_to(TEN + timedelta(minutes=30), tick=False)
     assert await store.apply(again[:1]) == [2]
@@ -75,7 +75,7 @@ async def test_purge_and_delete_drop_the_visitors_of_an_hour_of_held_back_hits(
     twelve = [(TEN_MS + 7_200_000, TEN_MS + 3 * 3_600_000)]
     assert await store.apply([by(1)]) == [2]
     time_machine.move_to(datetime(2026, 3, 1, 12, 10, tzinfo=UTC), tick=False)
-    assert await store.apply([Hit(HOME, visitor=2, recorded=False)]) == [3]
+    assert await store.apply([Hit(HOME, visitor=2, recorded_in=None)]) == [3]
     assert await store.delete(HOME)
     assert await store.visitors(HOME, ranges=twelve) == [0]
 

@@ -58,9 +58,11 @@ class Hit:
     """The referring page's origin and path, already cleaned of its query string."""
     visitor: int | None = None
     """The visitor's id of the day (see `visitors.py`): no address, no User-Agent."""
-    recorded: bool = False
-    """Whether this process already recorded the visitor in the counter's hour: its hour's
-    and day's visitors hold it, so they need not see it again (a window still does)."""
+    recorded_in: int | None = None
+    """The start of the hour in which this process already recorded the visitor, if it did: a
+    batch applied in that hour need not add it to the hour's and day's visitors, which hold it
+    (a window still checks it). Applied later — the hour ended while the hit waited — it is
+    added to the buckets of the hour it is counted in."""
     bot: bool = False
     """A known bot's hit: counted apart, in the counter's bot hits only, never in its value,
     history or visitors."""
@@ -391,11 +393,12 @@ def tally_views(hits: Sequence[Hit]) -> dict[ViewBucket, int]:
     return views
 
 
-def tally_visitors(hits: Sequence[Hit]) -> dict[CounterId, set[int]]:
-    """The distinct visitor ids each counter receives in a batch; empty when none is known."""
+def tally_visitors(hits: Sequence[Hit], *, hour: int) -> dict[CounterId, set[int]]:
+    """The distinct visitor ids each counter receives in a batch applied in `hour`, but those
+    recorded in that hour already; empty when none is known."""
     visitors: dict[CounterId, set[int]] = {}
     for hit in hits:
-        if hit.visitor is not None and not hit.bot and not hit.recorded:
+        if hit.visitor is not None and not hit.bot and hit.recorded_in != hour:
             visitors.setdefault(hit.counter, set()).add(hit.visitor)
     return visitors
 

@@ -105,7 +105,7 @@ class MemoryStore:
         for (counter, kind, value), count in tally_views(hits).items():
             views = self._views.setdefault(counter, {})
             views[day, kind, value] = views.get((day, kind, value), 0) + count
-        for counter, visitors in tally_visitors(hits).items():
+        for counter, visitors in tally_visitors(hits, hour=hour).items():
             buckets = self._visitors.setdefault(counter, {})
             for bucket in visitor_buckets(now):
                 buckets.setdefault(bucket, BucketVisitors()).add(visitors)

@@ -575,7 +575,8 @@ class PostgresStore:
         return cls(name=name, pool=pool, wait_limit=wait_limit)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        counts, visitors, now = tally(hits), tally_visitors(hits), now_ms()
+        now = now_ms()
+        counts, visitors = tally(hits), tally_visitors(hits, hour=hour_of(now))
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
         with_ids, changed = self._may_have_windows(hits), self._windows_changed
         if with_ids:

@@ -354,18 +354,16 @@ def _field_values(reply: Reply) -> Iterable[tuple[bytes, bytes]]:
     return zip(reply[::2], reply[1::2], strict=True)
 
 
-def _hit_arguments(
-    hits: Sequence[Hit],
-) -> dict[CounterId, tuple[EncodableT, ...]]:
-    """Per counter of a batch, the HIT script's arguments after its tag: the numbers of its
-    hits, of those without a visitor id, of bot hits, pages, referrers, visitors and new
-    visitors (those this process has not recorded in the hour), a (value, hits) pair for each
-    page, then for each referrer, then each visitor id, the new ones first."""
+def _hit_arguments(hits: Sequence[Hit], *, hour: int) -> dict[CounterId, tuple[EncodableT, ...]]:
+    """Per counter of a batch applied in `hour`, the HIT script's arguments after its tag: the
+    numbers of its hits, of those without a visitor id, of bot hits, pages, referrers, visitors
+    and new visitors (those this process has not recorded in the hour), a (value, hits) pair
+    for each page, then for each referrer, then each visitor id, the new ones first."""
     pages: dict[CounterId, list[EncodableT]] = defaultdict(list)
     referrers: dict[CounterId, list[EncodableT]] = defaultdict(list)
     for (counter, kind, value), count in tally_views(hits).items():
         (pages if kind == "page" else referrers)[counter].extend((value, count))
-    new, bots = tally_visitors(hits), tally_bots(hits)
+    new, bots = tally_visitors(hits, hour=hour), tally_bots(hits)
     visitors: dict[CounterId, list[int]] = {c: list(ids) for c, ids in new.items()}
     for counter, visitor in window_pairs(hits):
         if visitor not in new.get(counter, ()):
@@ -444,8 +442,8 @@ class RedisStore:
         return store
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        arguments, now = _hit_arguments(hits), now_ms()
-        day = day_of(now)
+        now = now_ms()
+        arguments, day = _hit_arguments(hits, hour=hour_of(now)), day_of(now)
         buckets = visitor_buckets(now)
         deadline = await self._ready()
         work = self._plan(

@@ -335,14 +335,14 @@ class SqliteStore:
         return cls(path, connection, busy_timeout=busy_timeout)
 
     async def apply(self, hits: Sequence[Hit]) -> list[int]:
-        bots, views, visitors, pairs, now = (
+        now = now_ms()
+        hour, day = hour_of(now), day_of(now)
+        bots, views, visitors, pairs = (
             tally_bots(hits),
             tally_views(hits),
-            tally_visitors(hits),
+            tally_visitors(hits, hour=hour),
             window_pairs(hits),
-            now_ms(),
         )
-        hour, day = hour_of(now), day_of(now)
 
         def write() -> tuple[dict[CounterId, int], list[bool]]:
             totals = {}
