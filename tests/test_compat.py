@@ -75,6 +75,18 @@ def test_create_answers_countapis_fields_and_the_admin_key(client: TestClient) -
     assert anonymous["value"] == 0
 
 
+def test_create_refuses_the_counter_of_post_visit_with_a_documented_403(
+    memory_client: TestClient,
+) -> None:
+    """Create refuses the counter of POST /visit (default/visits), which only the operator
+    claims, with a 403 that the OpenAPI document lists for the route."""
+    refused = memory_client.get("/create", params={"namespace": "default", "key": "visits"})
+    assert refused.status_code == 403
+    assert "operator" in refused.json()["detail"]
+    paths = memory_client.get("/openapi.json").json()["paths"]
+    assert "403" in paths["/create"]["get"]["responses"]
+
+
 def test_set_takes_the_admin_key_and_answers_old_and_new(client: TestClient) -> None:
     """Set with the admin key answers `{"old_value", "value"}`; without it 401, with another
     key 403 answering the unchanged value; without any, 401 with nulls, the store not asked; a

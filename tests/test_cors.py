@@ -63,6 +63,18 @@ def test_a_preflight_for_a_json_hit_is_approved(client: TestClient) -> None:
     assert answer.headers["access-control-max-age"] == "86400"
 
 
+@pytest.mark.parametrize("origins", ["*", PAGE])
+def test_empty_elements_of_the_requested_headers_are_ignored(origins: str) -> None:
+    """A preflight asking for `content-type,`, a list with an empty element that HTTP says to
+    ignore, is approved as one asking for `content-type`."""
+    with client_for(origins=origins) as client:
+        answer = preflight(client, HIT, "POST", "content-type, ,")
+        plain = preflight(client, HIT, "POST", "content-type")
+    assert answer.status_code == 200
+    assert approvals(answer) == approvals(plain)
+    assert approvals(answer)["access-control-allow-origin"] == origins
+
+
 @pytest.mark.parametrize(
     ("method", "headers", "refusal"),
     [

@@ -113,6 +113,21 @@ def test_the_hits_route_answers_as_documented_however_it_is_sent(
         assert answer.json() == {"namespace": "site", "key": "home", "value": 2}
 
 
+def test_a_hit_with_two_media_types_is_read_by_the_first_as_by_the_framework(
+    hits_client: TestClient,
+) -> None:
+    """A hit that declares two media types is read by the first, as the framework reads it: a
+    JSON body declared as text/html and then as JSON is refused, and counts nothing."""
+    body = b'{"page": "/a"}'
+    for first, second, status in [
+        ("text/html", "application/json", 422),
+        ("application/json", "text/html", 200),
+    ]:
+        headers = [("Content-Type", first), ("Content-Type", second)]
+        assert hits_client.post(HITS, content=body, headers=headers).status_code == status
+    assert value(hits_client) == 1
+
+
 def test_details_sent_again_are_answered_as_the_first_time(hits_client: TestClient) -> None:
     """A query string or body seen before (whose details a worker remembers) counts, or is
     refused, exactly as it was the first time."""

@@ -27,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from visit_tracker.api import errors
 from visit_tracker.api.caching import NO_CACHE, uncached
 from visit_tracker.api.counters import (
+    EXISTS,
     NAME_RULE,
     Credential,
     Key,
@@ -42,7 +43,6 @@ from visit_tracker.api.schemas import (
     RATE_LIMITED,
     STORE_UNAVAILABLE,
     STORE_UNCONFIRMED,
-    ErrorBody,
 )
 from visit_tracker.errors import CounterNotFound, Forbidden, Refused, Unauthenticated
 from visit_tracker.service import Tracker
@@ -259,7 +259,7 @@ async def update_default(
 @router.get(
     "/create",
     dependencies=[ADMIN],
-    responses={409: {"model": ErrorBody, "description": "The counter exists already."}, **COUNTS},
+    responses={**EXISTS, **COUNTS},
 )
 async def create(
     tracker: TrackerDep,

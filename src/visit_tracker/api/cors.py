@@ -8,8 +8,9 @@ preflight asking for them gets a JSON 400 and no `Access-Control-Allow-*` field,
 to such a method carries no CORS field either. (A browser only sends what a preflight approved,
 so an admin key pasted into a page cannot be used from it against this server.)
 
-This is Starlette's `CORSMiddleware` told that policy, with the two changes above. The direct
-routes, answered before it, get the same fields from `direct` (see `fast_path`).
+This is Starlette's `CORSMiddleware` told that policy, with the two changes above, and the
+empty elements of a preflight's header list ignored, as HTTP asks. The direct routes, answered
+before it, get the same fields from `direct` (see `fast_path`).
 """
 
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from visit_tracker.api.observer import DirectAnswer, Header
@@ -56,13 +57,18 @@ class Cors(CORSMiddleware):
 
     def preflight_response(self, request_headers: Headers) -> Response:
         problems = self.refusals(request_headers)
-        if not problems:
-            return super().preflight_response(request_headers)
-        return JSONResponse(
-            {"detail": "Cross-origin request refused: " + "; ".join(problems) + "."},
-            status_code=400,
-            headers={"Vary": self.preflight_headers["Vary"]},
-        )
+        if problems:
+            return JSONResponse(
+                {"detail": "Cross-origin request refused: " + "; ".join(problems) + "."},
+                status_code=400,
+                headers={"Vary": self.preflight_headers["Vary"]},
+            )
+        # Approved here: CORSMiddleware would refuse, in plain text, a header list with empty
+        # elements (`content-type,`), which HTTP says to ignore and `refusals` does.
+        headers = dict(self.preflight_headers)
+        if self.preflight_explicit_allow_origin:
+            headers["Access-Control-Allow-Origin"] = request_headers["origin"]
+        return PlainTextResponse("OK", headers=headers)
 
     def refusals(self, request_headers: Headers) -> list[str]:
         """What a preflight asks for that this policy refuses, each said in a few words."""

@@ -79,12 +79,13 @@ def hit_taker(
     largest = min(LARGEST_DIRECT_BODY, max_body_size)
 
     async def take_hit(match: re.Match[str], scope: Scope, receive: Receive) -> Receive | None:
-        json_body, chunked = False, False
+        media_type, chunked = None, False
         for name, value in scope["headers"]:
-            if name == b"content-type":
-                json_body = value.split(b";", 1)[0].strip().lower() in JSON_MEDIA_TYPES
+            if name == b"content-type" and media_type is None:  # the first, as the framework reads
+                media_type = value.split(b";", 1)[0].strip().lower()
             elif name == b"transfer-encoding":
                 chunked = True
+        json_body = media_type in JSON_MEDIA_TYPES
         length = declared_length(scope["headers"]) or 0
         if chunked or length > largest:
             return receive
