@@ -1,12 +1,16 @@
 """The original HTTP contract, checked on every store: fields, types, formats, errors, docs."""
 
 import re
+import socket
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx2
 from fastapi.testclient import TestClient
 
+from tests.redis_servers import redis_server
+from tests.server import Server, running_server
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 
@@ -62,6 +66,74 @@ def test_probes_answer_ok(client: TestClient) -> None:
     """/healthz and /readyz both answer {"status": "ok"} on a healthy store."""
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ok"}
+
+
+def but_the_request_id(response: httpx2.Response) -> dict[str, str]:
+    return {name: value for name, value in response.headers.items() if name != "x-request-id"}
+
+
+def test_probes_answer_head_as_they_answer_get(client: TestClient) -> None:
+    """HEAD /healthz and /readyz answer GET's status and headers, without a body."""
+    for path in ("/healthz", "/readyz"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code == 200
+        assert but_the_request_id(head) == but_the_request_id(got)
+        assert head.content == b""
+
+
+def test_head_readyz_answers_503_when_the_store_is_down(tmp_path: Path) -> None:
+    """With the store down, HEAD /readyz answers GET's 503 and Retry-After, so that a load
+    balancer probing with HEAD stops sending visits."""
+    with (
+        redis_server(tmp_path) as redis,
+        TestClient(create_app(Settings(store=redis.url))) as client,
+    ):
+        redis.kill()
+        got, head = client.get("/readyz"), client.head("/readyz")
+    assert head.status_code == got.status_code == 503
+    assert but_the_request_id(head) == but_the_request_id(got)
+    assert head.headers["retry-after"] == "1"
+
+
+def head_on_the_wire(server: Server, path: str) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """The status line, header fields and whatever follows them that the server sends for a
+    HEAD of `path` on a connection it closes after answering."""
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(
+            b"HEAD %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n" % path.encode()
+        )
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, after = received.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    fields = dict(line.lower().split(b": ", 1) for line in lines)
+    return status, fields, after
+
+
+def test_head_answers_carry_no_body_on_the_wire() -> None:
+    """Through the real server, HEAD of the probes, the files, the badge and the pixel sends
+    GET's status and Content-Length and not one byte of body, and counts nothing."""
+    counter = "/v1/counters/example.com/home"
+    paths = [
+        "/healthz",
+        "/readyz",
+        "/tracker.js",
+        "/static/dashboard.css",
+        f"{counter}/badge.svg?count=true",
+        f"{counter}/pixel.gif",
+    ]
+    with running_server("--store", "memory://") as server:
+        heads = {path: head_on_the_wire(server, path) for path in paths}
+        assert httpx2.get(f"{server.url}{counter}").status_code == 404
+        # The GETs count: the badge shows 1 where its HEAD saw 0, a badge of the same length.
+        gets = {path: httpx2.get(f"{server.url}{path}") for path in paths}
+    for path, (status, fields, after) in heads.items():
+        assert status == b"HTTP/1.1 200 OK", path
+        assert after == b"", path
+        assert int(fields[b"content-length"]) == len(gets[path].content) > 0, path
+        assert fields[b"content-type"].decode() == gets[path].headers["content-type"], path
 
 
 def test_docs_and_redoc_are_served(client: TestClient) -> None:

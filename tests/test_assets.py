@@ -37,6 +37,16 @@ def test_a_dashboard_file_is_kept_for_good_under_its_version(client: TestClient,
     assert again.content == b""
 
 
+@pytest.mark.parametrize("path", ["/tracker.js", *(f"/static/{name}" for name in DASHBOARD)])
+def test_a_file_answers_head_as_it_answers_get(client: TestClient, path: str) -> None:
+    """HEAD of a file answers GET's status and headers (its length, type, cache and ETag),
+    without a body."""
+    got, head = client.get(path), client.head(path)
+    assert head.status_code == got.status_code == 200
+    assert {**head.headers, "x-request-id": ""} == {**got.headers, "x-request-id": ""}
+    assert head.content == b""
+
+
 def test_only_the_dashboard_files_are_served(client: TestClient) -> None:
     """Any other name under /static is a JSON 404: nothing else of the package is reachable."""
     for name in ("tracker.js", "..%2F__init__.py", "nothing.css"):

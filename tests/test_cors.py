@@ -1,4 +1,4 @@
-"""CORS: pages on other origins may GET and POST, never PUT, DELETE or send Authorization; the
+"""CORS: pages on other origins may GET, HEAD and POST, never PUT, DELETE or send Authorization; the
 direct routes answer CORS as the framework's routes do."""
 
 from collections.abc import Iterator
@@ -144,6 +144,16 @@ def test_listed_origins_are_named_back_and_others_get_nothing(
     assert cors_fields(visit) == cors_fields(hit)
     assert visit.headers.get("access-control-allow-origin") == allowed
     assert "Origin" in visit.headers["vary"]
+
+
+@pytest.mark.parametrize("origins", ["*", PAGE])
+def test_a_head_from_another_page_carries_the_cors_fields_of_a_get(origins: str) -> None:
+    """HEAD, which a page sends without a preflight, gets the CORS fields GET gets."""
+    with client_for(origins=origins) as client:
+        got = client.get("/healthz", headers={"Origin": PAGE})
+        head = client.head("/healthz", headers={"Origin": PAGE})
+    assert cors_fields(head) == cors_fields(got)
+    assert head.headers["access-control-allow-origin"] == origins
 
 
 def test_a_preflight_from_an_unlisted_origin_is_refused() -> None:

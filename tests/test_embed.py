@@ -162,6 +162,29 @@ def test_the_pixel_counts_a_hit_and_is_a_transparent_gif(client: TestClient) -> 
     assert gif.rest == b"\x00\x3b"  # the end of the image data, then the trailer
 
 
+def test_a_head_of_the_pixel_or_a_counting_badge_counts_nothing(client: TestClient) -> None:
+    """HEAD of the pixel and of a badge with `count=true` answer a GET's headers, without a
+    body, and count no hit: a missing counter is not created, an existing one keeps its value."""
+    for _ in range(2):
+        pixel = client.head(PIXEL)
+        badge = client.head(BADGE, params={"count": "true"})
+        assert (pixel.status_code, badge.status_code) == (200, 200)
+        assert client.get("/v1/counters/example.com/home").status_code == 404
+    client.get(PIXEL)
+    for _ in range(2):
+        pixel = client.head(PIXEL)
+        badge = client.head(BADGE, params={"count": "true"})
+    assert client.get("/v1/counters/example.com/home").json()["value"] == 1
+    drawn = client.get(BADGE)
+    assert (pixel.content, badge.content) == (b"", b"")
+    assert pixel.headers["content-type"] == "image/gif"
+    assert pixel.headers["content-length"] == "43"
+    assert badge.headers["content-type"] == "image/svg+xml"
+    assert badge.headers["content-length"] == str(len(drawn.content))
+    for head in (pixel, badge):
+        assert NO_CACHE.items() <= dict(head.headers).items()
+
+
 def test_a_pixel_on_a_locked_store_is_a_json_503_that_counts_nothing(tmp_path: Path) -> None:
     """When the store stays locked past the timeout the pixel answers a JSON 503 with
     Retry-After, and the count is unchanged."""

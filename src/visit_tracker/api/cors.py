@@ -1,7 +1,7 @@
 """Cross-origin requests from browsers (CORS), for the pages that count and show visits.
 
-Pages on the origins of `VISIT_TRACKER_CORS_ORIGINS` (any, by default) may GET and POST, with
-no request header beyond the CORS-safelisted ones and `Content-Type`, and may read the
+Pages on the origins of `VISIT_TRACKER_CORS_ORIGINS` (any, by default) may GET, HEAD and POST,
+with no request header beyond the CORS-safelisted ones and `Content-Type`, and may read the
 RateLimit fields, `Retry-After` and `X-Request-ID` of the answers. Admin requests — PUT,
 DELETE, or anything with an `Authorization` header — are never approved for another origin: a
 preflight asking for them gets a JSON 400 and no `Access-Control-Allow-*` field, and a response
@@ -24,6 +24,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from visit_tracker.api.observer import DirectAnswer, Header
 
 ALLOWED_METHODS = ("GET", "POST")
+SIMPLE_METHODS = ("GET", "HEAD", "POST")
+"""The methods whose answers carry CORS fields: those a preflight approves, and HEAD, which a
+page sends without one and which answers as GET does."""
 ALLOWED_HEADERS = ("Content-Type",)
 EXPOSED_HEADERS = (
     "RateLimit-Limit",
@@ -96,7 +99,7 @@ class Cors(CORSMiddleware):
     async def simple_response(
         self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
     ) -> None:
-        if scope["method"] not in self.allow_methods:  # PUT, DELETE: never cross-origin
+        if scope["method"] not in SIMPLE_METHODS:  # PUT, DELETE: never cross-origin
             await self.app(scope, receive, send)
             return
         await super().simple_response(scope, receive, send, request_headers)

@@ -4,18 +4,23 @@ no script of ours — a README, a static site, an e-mail.
 
 Neither answer may be cached anywhere (see `caching`), or views would go uncounted. A store
 failure is answered as on every route, with a JSON 503 or 504: an image tag shows nothing then.
+
+Both answer HEAD with the headers of a GET, and a HEAD never counts: link checkers probe a
+README's images with HEAD and, refused, would GET them, counting a view nobody made. A HEAD of
+the badge reads the value, to give the length of the badge a GET would draw; one of the pixel
+needs no store.
 """
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator
 
 from visit_tracker import badges
 from visit_tracker.api.caching import NO_CACHE
 from visit_tracker.api.counters import Key, Namespace
 from visit_tracker.api.deps import TrackerDep, VisitorDep
-from visit_tracker.api.rate_limits import HITS, HITS_WHEN_COUNTING
+from visit_tracker.api.rate_limits import HITS, HITS_WHEN_COUNTING, READS
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
     RATE_LIMITED,
@@ -67,6 +72,7 @@ CountView = Annotated[bool, Query(description="Count this view as a hit before d
 IMAGE_ERRORS = {**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED}
 
 
+@router.head("/{namespace}/{key}/badge.svg", dependencies=[READS], include_in_schema=False)
 @router.get(
     "/{namespace}/{key}/badge.svg",
     response_class=Response,
@@ -78,6 +84,7 @@ IMAGE_ERRORS = {**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED}
 )
 async def badge(
     *,
+    request: Request,
     namespace: Namespace,
     key: Key,
     tracker: TrackerDep,
@@ -88,14 +95,18 @@ async def badge(
     style: Style = "flat",
 ) -> Response:
     """An SVG badge showing a counter's value, shortened and rounded down (12.3k); with
-    `count=true` the view counts as a hit first. A counter that does not exist shows 0 and is
-    not created by a badge that does not count."""
+    `count=true` the view counts as a hit first (never on HEAD). A counter that does not exist
+    shows 0 and is not created by a badge that does not count."""
     counter = CounterId(namespace, key)
-    value = await tracker.visit(counter, visitor=visitor) if count else await tracker.total(counter)
+    if count and request.method != "HEAD":
+        value = await tracker.visit(counter, visitor=visitor)
+    else:
+        value = await tracker.total(counter)
     svg = badges.render(label=label, count=value, color=color, style=style)
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
 
+@router.head("/{namespace}/{key}/pixel.gif", include_in_schema=False)
 @router.get(
     "/{namespace}/{key}/pixel.gif",
     response_class=Response,
@@ -106,9 +117,10 @@ async def badge(
     },
 )
 async def pixel(
-    namespace: Namespace, key: Key, tracker: TrackerDep, visitor: VisitorDep
+    request: Request, namespace: Namespace, key: Key, tracker: TrackerDep, visitor: VisitorDep
 ) -> Response:
-    """Count a hit (creating the counter on its first) and answer a 1 x 1 transparent GIF: an
-    `<img>` counts a page view without JavaScript."""
-    await tracker.visit(CounterId(namespace, key), visitor=visitor)
+    """Count a hit (creating the counter on its first; not on HEAD) and answer a 1 x 1
+    transparent GIF: an `<img>` counts a page view without JavaScript."""
+    if request.method != "HEAD":
+        await tracker.visit(CounterId(namespace, key), visitor=visitor)
     return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)

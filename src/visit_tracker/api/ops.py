@@ -1,4 +1,9 @@
-"""Probes for orchestrators and load balancers."""
+"""Probes for orchestrators and load balancers.
+
+Both probes answer HEAD as they answer GET, status and headers alike, and the server sends no
+body: uptime checkers and load balancers often probe with HEAD. HEAD is left out of the OpenAPI
+document, as HTTP frameworks and their clients take it for granted beside GET.
+"""
 
 from typing import Literal
 
@@ -15,12 +20,14 @@ class Status(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz")
 async def healthz() -> Status:
     """The process is up and serving HTTP."""
     return Status()
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", responses=STORE_UNAVAILABLE)
 async def readyz(tracker: TrackerDep) -> Status:
     """The store answers; a load balancer may send visits here."""
