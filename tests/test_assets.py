@@ -47,6 +47,34 @@ def test_a_file_answers_head_as_it_answers_get(client: TestClient, path: str) ->
     assert head.content == b""
 
 
+@pytest.mark.parametrize(
+    ("if_none_match", "status"),
+    [
+        ("{etag}", 304),
+        ('"0000000000000000", {etag}', 304),
+        ('"0000000000000000",{etag} , "1111111111111111"', 304),
+        ("W/{etag}", 304),
+        ('W/"0000000000000000", W/{etag}', 304),
+        ("*", 304),
+        ('"0000000000000000"', 200),
+        ('"0000000000000000", W/"1111111111111111"', 200),
+        ("{bare}", 200),
+    ],
+)
+def test_if_none_match_is_compared_as_http_says(
+    client: TestClient, if_none_match: str, status: int
+) -> None:
+    """`If-None-Match` gets a 304 when any tag of its list matches the file's ETag weakly (`W/`
+    or not), or when it is `*`; a list without it, or a tag without its quotes, gets the file."""
+    etag = client.get("/tracker.js").headers["etag"]
+    asked = if_none_match.format(etag=etag, bare=etag.strip('"'))
+    for method in ("GET", "HEAD"):
+        answer = client.request(method, "/tracker.js", headers={"If-None-Match": asked})
+        assert answer.status_code == status
+        assert answer.headers["etag"] == etag
+        assert (answer.content != b"") == (status == 200 and method == "GET")
+
+
 def test_only_the_dashboard_files_are_served(client: TestClient) -> None:
     """Any other name under /static is a JSON 404: nothing else of the package is reachable."""
     for name in ("tracker.js", "..%2F__init__.py", "nothing.css"):
