@@ -168,6 +168,27 @@ def test_a_bad_value_is_a_422_naming_the_field(
     assert operated.get("/v1/counters/site/home").json()["value"] == 3
 
 
+@pytest.mark.parametrize("number", ["true", '"5"', "5.0", "1e3"])
+@pytest.mark.parametrize("field", ["value", "count_once_per"])
+def test_a_count_that_is_not_a_json_integer_is_a_422(number: str, field: str) -> None:
+    """A boolean, a string or a float, even a whole one, is no count: creating or setting a
+    counter with one is a 422 that says so, and nothing changes."""
+    with TestClient(create_app(Settings(store="memory://", admin_token=OPERATOR))) as client:
+        client.post("/v1/counters/site/home", json={"value": 3})
+        body = f'{{"{field}": {number}}}'
+        headers = {"Content-Type": "application/json", **bearer(OPERATOR)}
+        created = client.post("/v1/counters/site/new", content=body, headers=headers)
+        changed = client.put("/v1/counters/site/home", content=body, headers=headers)
+        for response in (created, changed):
+            assert response.status_code == 422
+            (problem,) = response.json()["detail"]
+            assert problem["loc"] == ["body", field]
+            assert problem["msg"] == "Input should be a valid integer"
+        assert client.get("/v1/counters/site/new").status_code == 404
+        home = client.get("/v1/counters/site/home").json()
+        assert (home["value"], home["count_once_per"]) == (3, 0)
+
+
 def test_a_namespace_lists_its_counters_a_page_at_a_time(client: TestClient) -> None:
     """Listing pages through one namespace's counters in key order, ending with next_after null."""
     keys = [f"page-{number:02}" for number in range(7)]

@@ -77,17 +77,27 @@ async def credential(
 
 Credential = Annotated[str | None, Depends(credential)]
 
+# Strict: a count in a body is a JSON integer, where pydantic would take true, "5" and 5.0 too.
+# The descriptions say so: JSON Schema's `integer` takes 5.0 as well.
 Value = Annotated[
-    int, Field(ge=0, le=LARGEST_SET, description="A count: 0 to 2**53 - 1 (9007199254740991).")
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=LARGEST_SET,
+        description="A count: a JSON integer from 0 to 2**53 - 1 (9007199254740991), not 5.0 "
+        'or "5".',
+    ),
 ]
 
 Window = Annotated[
     int,
     Field(
+        strict=True,
         ge=0,
         le=LONGEST_WINDOW,
-        description="Count a visitor once per this many minutes, 0 to 1440: its other hits "
-        "within them add nothing (a refresh, a reload). 0 counts every hit.",
+        description="Count a visitor once per this many minutes, a JSON integer from 0 to "
+        "1440: its other hits within them add nothing (a refresh, a reload). 0 counts every hit.",
         examples=[30],
     ),
 ]
@@ -199,7 +209,8 @@ class NewCounter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: Value = Field(
-        0, description="Where the count starts: the count of a counter you move here."
+        0,
+        description="Where the count starts, a JSON integer: the count of a counter you move here.",
     )
     count_once_per: Window = 0
 

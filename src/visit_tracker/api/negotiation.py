@@ -1,6 +1,12 @@
 """Content negotiation: whether a client prefers JSON to HTML, by its `Accept` header (RFC 9110
 section 12.5.1), for routes that answer a page to a browser and JSON to a program."""
 
+import re
+
+QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+"""A quality as RFC 9110 section 12.4.2 writes it: 0 to 1, with at most three decimals. Python's
+`float` reads much else (`inf`, `nan`, `2`, `1_0`), which no client means as a quality."""
+
 
 def prefers_json(accept: str) -> bool:
     """Whether a client whose `Accept` header is `accept` prefers JSON to HTML: it accepts JSON
@@ -23,16 +29,14 @@ def prefers_json(accept: str) -> bool:
 
 def media_range(part: str) -> tuple[str, float]:
     """A range of an `Accept` header, lower-cased, and its quality (1 if not given, 0 if
-    unreadable)."""
+    unreadable: not a `QVALUE`)."""
     kind, *parameters = (piece.strip().lower() for piece in part.split(";"))
     quality = 1.0
     for parameter in parameters:
         name, _, value = parameter.partition("=")
         if name.strip() == "q":
-            try:
-                quality = float(value)
-            except ValueError:
-                quality = 0.0
+            value = value.strip()
+            quality = float(value) if QVALUE.fullmatch(value) else 0.0
     return kind, quality
 
 
