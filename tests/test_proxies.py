@@ -52,7 +52,7 @@ def seen(
     ],
 )  # fmt: skip
 def test_an_address_is_read_as_the_standard_library_reads_it(text: str) -> None:
-    """Whatever a forwarded header holds is an address exactly when `ipaddress` says so, the
+    """A bare entry of a forwarded header is an address exactly when `ipaddress` says so, the
     same address, IPv4-mapped ones as IPv4."""
     try:
         expected = ipaddress.ip_address(text.strip())
@@ -62,6 +62,55 @@ def test_an_address_is_read_as_the_standard_library_reads_it(text: str) -> None:
     if isinstance(expected, ipaddress.IPv6Address) and expected.ipv4_mapped is not None:
         expected = expected.ipv4_mapped
     assert address_of(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("203.0.113.7:51234", "203.0.113.7"),
+        (" 203.0.113.7:51234 ", "203.0.113.7"),
+        ("203.0.113.7:0", "203.0.113.7"),
+        ("203.0.113.7:65535", "203.0.113.7"),
+        ("203.0.113.7:00080", "203.0.113.7"),
+        ("[2001:db8::1]:51234", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("[2001:DB8:0::1]:1", "2001:db8::1"),
+        ("[::ffff:10.0.0.1]:51234", "10.0.0.1"),
+        # Without brackets every colon belongs to the IPv6 address: no port is split off.
+        ("::1:80", "::1:80"),
+    ],
+)
+def test_an_address_is_read_from_an_rfc_7239_node(text: str, address: str) -> None:
+    """IPv4 with a port, and IPv6 in brackets with or without one, are read as their address."""
+    assert address_of(text) == ipaddress.ip_address(address)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "203.0.113.7:",  # a colon without a port
+        "203.0.113.7:65536",  # past the highest port
+        "203.0.113.7:99999",
+        "203.0.113.7:123456",  # more than five digits
+        "203.0.113.7:8٤",  # a digit, but not an ASCII one
+        "203.0.113.7:80:80",  # two ports
+        "203.0.113.7 :80",
+        "01.2.3.4:80",  # an IPv4 address the bare form refuses too
+        "unknown:80",
+        "[::1",  # brackets not closed
+        "::1]:80",  # nor opened
+        "[::1]:",
+        "[::1]80",
+        "[ ::1]",
+        "[1.2.3.4]",  # brackets hold IPv6 only
+        "[1.2.3.4]:80",
+        "[fe80::1%eth0]",  # a zone is no part of RFC 7239's IPv6 address
+        "[2001:db8::g]:80",
+    ],
+)
+def test_a_malformed_node_holds_no_address(text: str) -> None:
+    """A port or brackets outside RFC 7239's node syntax leave an entry that is no address."""
+    assert address_of(text) is None
 
 
 def test_forwarded_headers_from_an_untrusted_client_are_ignored() -> None:
@@ -107,6 +156,29 @@ def test_a_chain_of_proxies_resolves_to_the_rightmost_untrusted_address(
 ) -> None:
     """Walking X-Forwarded-For from the right, the first address no trusted proxy owns wins."""
     assert seen(peer="10.0.0.1", headers=headers) == (client, "http")
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "client"),
+    [
+        ("198.51.100.7:51234, 192.0.2.10:443, 10.0.0.5:8080", "198.51.100.7"),
+        ("198.51.100.7, [fd00:1::3]:443, 10.0.0.5", "198.51.100.7"),
+        ("[2001:db8:5::7]:51234, [fd00:1::3]", "2001:db8:5::7"),
+        # A trusted proxy seen by the next one as an IPv4-mapped IPv6 address.
+        ("198.51.100.7:51234, [::ffff:10.0.0.5]:443", "198.51.100.7"),
+        # Every hop trusted: the earliest is the client, its port dropped.
+        ("10.9.9.9:51234, 10.0.0.5:443", "10.9.9.9"),
+        # A malformed entry still ends the walk: the trusted hop to its right is the client.
+        ("198.51.100.7:51234, 192.0.2.10:99999, 10.0.0.5:443", "10.0.0.5"),
+        ("198.51.100.7, 10.0.0.5:", "10.0.0.1"),
+    ],
+)
+def test_a_chain_of_proxies_with_ports_walks_past_the_trusted_hops(
+    forwarded_for: str, client: str
+) -> None:
+    """Entries with ports or brackets are walked like bare ones, and name the client without
+    its port."""
+    assert seen(peer="10.0.0.1", headers={"X-Forwarded-For": forwarded_for}) == (client, "http")
 
 
 def test_ipv6_proxies_and_clients() -> None:
@@ -196,6 +268,22 @@ def test_the_real_server_trusts_exactly_the_proxies_it_was_given(
         response = httpx2.get(f"{server.url}/healthz/", headers=forwarded)
     assert response.status_code == 307
     assert response.headers["location"] == f"{scheme}://counter.example.com/healthz"
+
+
+def test_the_real_server_reads_the_client_from_an_entry_with_a_port() -> None:
+    """A served request forwarded from `address:port` is rate-limited as that client, whatever
+    its port, and not as the proxy that sent it."""
+    limits = ("--rate-limit-hits", "0.001", "--rate-limit-hits-burst", "1")
+    trusted = ("--trusted-proxies", "127.0.0.1")
+    with running_server("--store", "memory://", *trusted, *limits) as server:
+
+        def hit(forwarded_for: str) -> int:
+            url = f"{server.url}/v1/counters/site/home/hits"
+            return httpx2.post(url, headers={"X-Forwarded-For": forwarded_for}).status_code
+
+        assert hit("198.51.100.1:51234") == 200
+        assert hit("198.51.100.1:51235") == 429
+        assert hit("[2001:db8::1]:51234") == 200
 
 
 def test_rate_limits_hold_each_forwarded_client_to_its_own_bucket(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ hand on as the client an entry that is no address at all.
 """
 
 import ipaddress
+import re
 import socket
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,6 +30,9 @@ FORWARDED_PROTO = b"x-forwarded-proto"
 SCHEMES = frozenset({"http", "https"})
 UNKNOWN_PORT = 0
 """The client's port is not forwarded; 0 says so, as other ASGI servers do."""
+NODE = re.compile(r"(?:(?P<ipv4>[0-9.]+)|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?")
+"""An address as RFC 7239 writes a node: IPv4, or IPv6 in brackets, either maybe with a port."""
+HIGHEST_PORT = 65535
 
 
 def parse_trusted_proxies(text: str) -> list[Network]:
@@ -65,19 +69,42 @@ def written(network: Network) -> str:
 
 
 def address_of(text: str) -> Address | None:
-    """The IP address `text` holds, an IPv4-mapped IPv6 one as IPv4; None if it holds none."""
+    """The IP address `text` holds, an IPv4-mapped IPv6 one as IPv4; None if it holds none.
+
+    Besides a bare address, `text` may hold one as RFC 7239 writes a node, the form some load
+    balancers (Azure Application Gateway) give X-Forwarded-For entries: IPv4 with a port
+    (`192.0.2.43:47011`), IPv6 in brackets with or without one (`[2001:db8:cafe::17]:47011`).
+    The port is dropped.
+    """
     text = text.strip()
     try:  # the common case, read by the C library four times faster than by `ipaddress`
         return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
     except (OSError, ValueError):
         pass
+    address: Address | None
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
+        address = node_address(text)
+    if address is None:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def node_address(node: str) -> Address | None:
+    """The address of an RFC 7239 node such as `192.0.2.43:47011` or `[2001:db8:cafe::17]`;
+    None if `node` is no such node or its port is above 65535."""
+    match = NODE.fullmatch(node)
+    if match is None or int(match["port"] or 0) > HIGHEST_PORT:
+        return None
+    try:
+        if match["ipv6"] is not None:
+            return ipaddress.IPv6Address(match["ipv6"])
+        return ipaddress.IPv4Address(match["ipv4"])
+    except ValueError:
+        return None
 
 
 class TrustedProxies:
