@@ -57,7 +57,7 @@ def test_a_preflight_for_a_json_hit_is_approved(client: TestClient) -> None:
     assert answer.status_code == 200
     assert approvals(answer) == {
         "access-control-allow-origin": "*",
-        "access-control-allow-methods": "GET, POST",
+        "access-control-allow-methods": "GET, HEAD, POST",
         "access-control-allow-headers": "Accept, Accept-Language, Content-Language, Content-Type",
     }
     assert answer.headers["access-control-max-age"] == "86400"
@@ -78,8 +78,8 @@ def test_empty_elements_of_the_requested_headers_are_ignored(origins: str) -> No
 @pytest.mark.parametrize(
     ("method", "headers", "refusal"),
     [
-        ("PUT", None, "method PUT is not allowed, only GET and POST"),
-        ("DELETE", None, "method DELETE is not allowed, only GET and POST"),
+        ("PUT", None, "method PUT is not allowed, only GET, HEAD, POST"),
+        ("DELETE", None, "method DELETE is not allowed, only GET, HEAD, POST"),
         ("POST", "authorization", "header authorization is not allowed"),
         ("GET", "Content-Type, Authorization", "header authorization is not allowed"),
     ],
@@ -124,7 +124,7 @@ def test_the_real_server_answers_cors_on_the_direct_routes_and_the_framework_ali
         == hit.headers["access-control-expose-headers"]
     )
     assert approved.status_code == 200
-    assert approved.headers["access-control-allow-methods"] == "GET, POST"
+    assert approved.headers["access-control-allow-methods"] == "GET, HEAD, POST"
     assert "x-request-id" in approved.headers
 
 
@@ -154,6 +154,14 @@ def test_a_head_from_another_page_carries_the_cors_fields_of_a_get(origins: str)
         head = client.head("/healthz", headers={"Origin": PAGE})
     assert cors_fields(head) == cors_fields(got)
     assert head.headers["access-control-allow-origin"] == origins
+
+
+def test_a_preflight_for_a_head_with_content_type_is_approved(client: TestClient) -> None:
+    """A HEAD that a page sends with a Content-Type a preflight must approve is approved, as
+    README's CORS section promises."""
+    answer = preflight(client, "/healthz", "HEAD", "content-type")
+    assert answer.status_code == 200
+    assert "HEAD" in answer.headers["access-control-allow-methods"]
 
 
 def test_a_preflight_from_an_unlisted_origin_is_refused() -> None:

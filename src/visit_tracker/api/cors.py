@@ -23,10 +23,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from visit_tracker.api.observer import DirectAnswer, Header
 
-ALLOWED_METHODS = ("GET", "POST")
-SIMPLE_METHODS = ("GET", "HEAD", "POST")
-"""The methods whose answers carry CORS fields: those a preflight approves, and HEAD, which a
-page sends without one and which answers as GET does."""
+ALLOWED_METHODS = ("GET", "HEAD", "POST")
+"""The methods a preflight approves and whose answers carry CORS fields; HEAD answers as GET
+does."""
 ALLOWED_HEADERS = ("Content-Type",)
 EXPOSED_HEADERS = (
     "RateLimit-Limit",
@@ -81,7 +80,7 @@ class Cors(CORSMiddleware):
             problems.append(f"origin {origin} is not allowed")
         method = request_headers["access-control-request-method"]
         if method not in self.allow_methods:
-            problems.append(f"method {method} is not allowed, only {' and '.join(ALLOWED_METHODS)}")
+            problems.append(f"method {method} is not allowed, only {', '.join(ALLOWED_METHODS)}")
         requested = request_headers.get("access-control-request-headers", "")
         refused = [
             name.strip()
@@ -99,7 +98,7 @@ class Cors(CORSMiddleware):
     async def simple_response(
         self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
     ) -> None:
-        if scope["method"] not in SIMPLE_METHODS:  # PUT, DELETE: never cross-origin
+        if scope["method"] not in self.allow_methods:  # PUT, DELETE: never cross-origin
             await self.app(scope, receive, send)
             return
         await super().simple_response(scope, receive, send, request_headers)
