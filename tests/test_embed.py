@@ -163,8 +163,9 @@ def test_the_pixel_counts_a_hit_and_is_a_transparent_gif(client: TestClient) -> 
 
 
 def test_a_head_of_the_pixel_or_a_counting_badge_counts_nothing(client: TestClient) -> None:
-    """HEAD of the pixel and of a badge with `count=true` answer a GET's headers, without a
-    body, and count no hit: a missing counter is not created, an existing one keeps its value."""
+    """HEAD of the pixel and of a badge with `count=true` answer a GET's headers and count no
+    hit: a missing counter is not created, an existing one keeps its value (that no body goes
+    out is checked on the wire, in test_api)."""
     for _ in range(2):
         pixel = client.head(PIXEL)
         badge = client.head(BADGE, params={"count": "true"})
@@ -176,7 +177,6 @@ def test_a_head_of_the_pixel_or_a_counting_badge_counts_nothing(client: TestClie
         badge = client.head(BADGE, params={"count": "true"})
     assert client.get("/v1/counters/example.com/home").json()["value"] == 1
     drawn = client.get(BADGE)
-    assert (pixel.content, badge.content) == (b"", b"")
     assert pixel.headers["content-type"] == "image/gif"
     assert pixel.headers["content-length"] == "43"
     assert badge.headers["content-type"] == "image/svg+xml"

@@ -7,8 +7,8 @@ failure is answered as on every route, with a JSON 503 or 504: an image tag show
 
 Both answer HEAD with the headers of a GET, and a HEAD never counts: link checkers probe a
 README's images with HEAD and, refused, would GET them, counting a view nobody made. A HEAD of
-the badge reads the value, to give the length of the badge a GET would draw; one of the pixel
-needs no store.
+the badge reads the value, to give the length of the badge a GET that does not count would
+draw; one of the pixel needs no store.
 """
 
 from typing import Annotated
@@ -106,7 +106,7 @@ async def badge(
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
 
-@router.head("/{namespace}/{key}/pixel.gif", include_in_schema=False)
+@router.head("/{namespace}/{key}/pixel.gif", dependencies=[READS], include_in_schema=False)
 @router.get(
     "/{namespace}/{key}/pixel.gif",
     response_class=Response,
