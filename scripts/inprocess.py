@@ -1,11 +1,11 @@
 """Compare the CPU a request costs the application itself, driven in-process, without a server.
 
 `compare.py` measures the whole path — granian, the kernel, wrk — on cores it shares with them,
-and on a busy machine its runs of one configuration can differ by a quarter. This script hands
-requests to the ASGI application directly, 50 at a time as one worker of a loaded server gets
-them (with its store, group commit and every layer in front of the routes), and reads the
-process's CPU time: what a change to visit-tracker's own code costs or saves, with much less
-noise. It says nothing of the HTTP server's share, which `compare.py` measures.
+and on a busy machine one configuration's fastest run can beat its slowest by a third. This
+script hands requests to the ASGI application directly, 50 at a time as one worker of a loaded
+server gets them (with its store, group commit and every layer in front of the routes), and
+reads the process's CPU time: what a change to visit-tracker's own code costs or saves, with
+much less noise. It says nothing of the HTTP server's share, which `compare.py` measures.
 
 Each configuration is `label` or `label:NAME=value,...` as in `compare.py`; `PYTHONPATH=` an
 older `src` compares code versions (`git archive REV src | tar -x -C DIR`). Every run is a fresh
