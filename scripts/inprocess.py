@@ -153,7 +153,7 @@ def run(label: str, env: dict[str, str], load: str, requests: int) -> float:
         child = [sys.executable, __file__, "--child", load, "--requests", str(requests)]
         result = subprocess.run(child, env=environment, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        sys.exit(f"{label} {load} failed:\n{result.stderr}")
+        sys.exit(f"{label} {load} failed (exit status {result.returncode}):\n{result.stderr}")
     return float(result.stdout)
 
 
