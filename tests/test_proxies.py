@@ -6,6 +6,7 @@ the forwarded scheme where it is visible: the absolute URL of FastAPI's redirect
 a trailing slash.
 """
 
+import asyncio
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,11 +14,11 @@ from pathlib import Path
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tests.server import running_server
 from visit_tracker.api.observer import RequestObserver
-from visit_tracker.api.proxies import address_of, behind_proxies
+from visit_tracker.api.proxies import PEERS_REMEMBERED, address_of, behind_proxies
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 
@@ -219,6 +220,37 @@ def test_x_forwarded_proto_sets_only_a_real_scheme(proto: str, scheme: str) -> N
 def test_x_forwarded_proto_counts_without_x_forwarded_for() -> None:
     """A trusted proxy that forwards only the scheme changes the scheme, not the client."""
     assert seen(peer="10.0.0.1", headers={"X-Forwarded-Proto": "https"}) == ("10.0.0.1", "https")
+
+
+def test_a_layer_that_sees_more_peers_than_it_remembers_trusts_exactly_its_proxies() -> None:
+    """The verdicts one layer remembers per peer never lend one peer's trust to another, and
+    forgetting them, when more peers come than it keeps, trusts no one new nor drops a proxy."""
+    app = behind_proxies(report_scope, trusted_proxies=PROXIES)
+
+    async def client_seen(peer: str) -> str:
+        answer: list[bytes] = []
+
+        async def send(message: Message) -> None:
+            answer.append(message.get("body", b""))
+
+        headers = [(b"x-forwarded-for", b"198.51.100.7")]
+        scope = {"type": "http", "client": (peer, 40000), "scheme": "http", "headers": headers}
+        await app(scope, receive_nothing, send)
+        return b"".join(answer).decode().split()[0]
+
+    async def many_peers() -> None:
+        for n in range(PEERS_REMEMBERED * 2 + 1):
+            peer = f"198.18.{n // 256}.{n % 256}"
+            assert await client_seen(peer) == peer
+            assert await client_seen(peer) == peer  # as remembered
+            if n % 256 == 0:
+                assert await client_seen("10.1.2.3") == "198.51.100.7"
+
+    asyncio.run(many_peers())
+
+
+async def receive_nothing() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def test_without_trusted_proxies_the_app_is_not_wrapped() -> None:

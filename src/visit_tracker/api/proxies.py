@@ -33,6 +33,9 @@ UNKNOWN_PORT = 0
 NODE = re.compile(r"(?:(?P<ipv4>[0-9.]+)|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{1,5}))?")
 """An address as RFC 7239 writes a node: IPv4, or IPv6 in brackets, either maybe with a port."""
 HIGHEST_PORT = 65535
+PEERS_REMEMBERED = 1024
+"""How many peers' verdicts `TrustedProxies` keeps: it forgets them all when more come, as
+when clients reach the server directly, past the proxies."""
 
 
 def parse_trusted_proxies(text: str) -> list[Network]:
@@ -115,17 +118,48 @@ class TrustedProxies:
         # Lone addresses are looked up in a set; only real networks are searched one by one.
         self.addresses = frozenset(n.network_address for n in proxies if n.num_addresses == 1)
         self.networks = tuple(n for n in proxies if n.num_addresses > 1)
+        # The same for IPv4 as packed bytes, which the common case never leaves.
+        self.packed = frozenset(a.packed for a in self.addresses if a.version == 4)
+        self.ipv4_networks = tuple(
+            (int(n.netmask), int(n.network_address)) for n in self.networks if n.version == 4
+        )
+        self.peers: dict[str, bool] = {}
+        """Whether each peer seen lately is a trusted proxy: the peers of a server behind
+        proxies are those few proxies, and `is_trusted` of text costs more than the lookup."""
 
     def is_trusted(self, address: Address) -> bool:
         return address in self.addresses or any(address in net for net in self.networks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            peer = scope.get("client")
-            peer_address = address_of(peer[0]) if peer else None
-            if peer_address is not None and self.is_trusted(peer_address):
+        if scope["type"] == "http" and (peer := scope.get("client")):
+            trusted = self.peers.get(peer[0])
+            if trusted is None:
+                trusted = self.peer_is_trusted(peer[0])
+            if trusted:
                 self.believe_forwarded_headers(scope)
         await self.app(scope, receive, send)
+
+    def peer_is_trusted(self, peer: str) -> bool:
+        """Whether `peer` is a trusted proxy's address, remembered for the peer's next request
+        (among the last `PEERS_REMEMBERED` peers)."""
+        verdict = self.hop(peer)
+        trusted = verdict is not None and verdict[1]
+        if len(self.peers) >= PEERS_REMEMBERED:
+            self.peers.clear()
+        self.peers[peer] = trusted
+        return trusted
+
+    def hop(self, text: str) -> tuple[str, bool] | None:
+        """The address `text` holds, written as `str` of it writes it, and whether a trusted
+        proxy owns it; None if `text` holds no address."""
+        try:  # the common case, read by the C library without `ipaddress` objects
+            packed = socket.inet_pton(socket.AF_INET, text.strip())
+        except (OSError, ValueError):
+            address = address_of(text)
+            return None if address is None else (str(address), self.is_trusted(address))
+        return socket.inet_ntop(socket.AF_INET, packed), packed in self.packed or any(
+            int.from_bytes(packed) & mask == network for mask, network in self.ipv4_networks
+        )
 
     def believe_forwarded_headers(self, scope: Scope) -> None:
         forwarded_for: list[str] = []
@@ -138,26 +172,26 @@ class TrustedProxies:
         if forwarded_for:
             client = self.client_in(",".join(forwarded_for))
             if client is not None:
-                scope["client"] = (str(client), UNKNOWN_PORT)
+                scope["client"] = (client, UNKNOWN_PORT)
         if proto is not None:
             # A chain of proxies may append: the last value is the one our peer vouches for.
             scheme = proto.rpartition(",")[2].strip().lower()
             if scheme in SCHEMES:
                 scope["scheme"] = scheme
 
-    def client_in(self, forwarded_for: str) -> Address | None:
+    def client_in(self, forwarded_for: str) -> str | None:
         """The right-most address of `forwarded_for` that no trusted proxy owns.
 
         An entry that is no address ends the walk: no trusted proxy wrote it, so the hop to its
         right, a trusted host itself, is the client. If every hop is trusted, the left-most is.
         """
         client = None
-        for hop in reversed(forwarded_for.split(",")):
-            address = address_of(hop)
-            if address is None:
+        for text in reversed(forwarded_for.split(",")):
+            hop = self.hop(text)
+            if hop is None:
                 break
-            client = address
-            if not self.is_trusted(address):
+            client, trusted = hop
+            if not trusted:
                 break
         return client
 
