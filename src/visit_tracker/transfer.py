@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from visit_tracker import backup
 from visit_tracker.stores import open_store
-from visit_tracker.stores.base import RestoreEntry
+from visit_tracker.stores.base import CounterRecord, RestoreEntry
 
 WAIT_LIMIT = 60.0
 """Seconds each round trip of an export or import may wait on the store. The whole may take as
@@ -18,18 +18,20 @@ total."""
 async def export_counters(
     url: str, *, write: Callable[[str], object], counted: Callable[[], object]
 ) -> int:
-    """Write the header and every counter of the store, each followed by its history, calling
-    `counted` after each; count them."""
+    """Write the header and every counter of the store, each followed by its history (read
+    with it, in one snapshot: see `Store.export_with_history`), calling `counted` as each
+    begins; count them."""
     store = await open_store(url, wait_limit=WAIT_LIMIT)
     try:
         write(backup.format_header() + "\n")
         count = 0
-        async for record in store.export():
-            write(backup.format_record(record) + "\n")
-            async for entry in store.history(record.counter):
+        async for entry in store.export_with_history():
+            if isinstance(entry, CounterRecord):
+                write(backup.format_record(entry) + "\n")
+                count += 1
+                counted()
+            else:
                 write(backup.format_history(entry) + "\n")
-            count += 1
-            counted()
         return count
     finally:
         await store.close()

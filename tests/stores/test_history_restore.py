@@ -1,5 +1,5 @@
-"""A counter's history as `history` reads it and `restore` writes it; each test runs once per
-backend, into a fresh store of the same kind (see `store_kind`)."""
+"""A counter's history as `export_with_history` reads it and `restore` writes it; each test
+runs once per backend, into a fresh store of the same kind (see `store_kind`)."""
 
 import random
 from datetime import UTC, datetime
@@ -9,8 +9,8 @@ import pytest
 from time_machine import TimeMachineFixture
 
 from tests.conftest import NewStoreUrl
-from visit_tracker.stores import CounterId, Hit, Store, open_store
-from visit_tracker.stores.base import DAY_MS, HOUR_MS, RestoreEntry
+from visit_tracker.stores import CounterId, CounterRecord, Hit, Store, open_store
+from visit_tracker.stores.base import DAY_MS, HOUR_MS, DailyViews, HourlyHits, RestoreEntry
 
 pytestmark = pytest.mark.anyio
 
@@ -72,16 +72,17 @@ async def reads(store: Store) -> dict[str, Any]:
 
 async def exported(store: Store, counter: CounterId) -> list[RestoreEntry]:
     """The counter's record and history, as an export carries them."""
-    record = await store.read(counter)
-    assert record is not None
-    return [record, *[entry async for entry in store.history(counter)]]
+    entries = [entry async for entry in store.export_with_history() if entry.counter == counter]
+    assert isinstance(entries[0], CounterRecord)
+    return entries
 
 
 async def test_a_restored_history_reads_back_identical(
     store: Store, store_kind: str, new_store_url: NewStoreUrl, time_machine: TimeMachineFixture
 ) -> None:
-    """What `history` gives, restored into a fresh store of the same kind, reads back the same:
-    the entries themselves, the series, pages, referrers and visitors by hour and by day."""
+    """What `export_with_history` gives, restored into a fresh store of the same kind, reads
+    back the same: the entries themselves, the series, pages, referrers and visitors by hour
+    and by day."""
     await fill(store, time_machine)
     entries = await exported(store, HOME)
     fresh = await open_store(new_store_url(store_kind), wait_limit=2.0)
@@ -113,3 +114,39 @@ async def test_restore_replaces_a_counters_history(
             assert await exported(target, HOME) == entries
     finally:
         await target.close()
+
+
+async def test_each_counter_is_exported_with_its_history_as_of_one_moment(
+    store: Store, store_url: str, store_kind: str, time_machine: TimeMachineFixture
+) -> None:
+    """Batches another instance applies after each entry an export gives, from just before
+    midnight UTC to after it (pages, no visitor ids), are in a counter's value and history or
+    in neither: each counter's hours add up to its value, and each day of its pages has an
+    hour."""
+    counters = [CounterId("site", f"page-{i}") for i in range(4)]
+    midnight = DAY + DAY_MS
+    clock = midnight - 30_000
+    time_machine.move_to(datetime.fromtimestamp(clock / 1000, tz=UTC), tick=False)
+    other = store if store_kind == "memory" else await open_store(store_url, wait_limit=2.0)
+    try:
+        await other.apply([Hit(counter, page="/") for counter in counters])
+        values: dict[CounterId, int] = {}
+        hours: dict[CounterId, list[tuple[int, int]]] = {counter: [] for counter in counters}
+        days: dict[CounterId, set[int]] = {counter: set() for counter in counters}
+        async for entry in store.export_with_history():
+            if isinstance(entry, CounterRecord):
+                values[entry.counter] = entry.value
+            elif isinstance(entry, HourlyHits):
+                hours[entry.counter].extend(entry.hours)
+            elif isinstance(entry, DailyViews):
+                days[entry.counter].add(entry.day)
+            clock += 10_000
+            time_machine.move_to(datetime.fromtimestamp(clock / 1000, tz=UTC), tick=False)
+            await other.apply([Hit(counter, page=f"/{clock}") for counter in counters])
+    finally:
+        if other is not store:
+            await other.close()
+    assert clock > midnight + 30_000  # batches of both days came while counters were read
+    assert values == {counter: sum(hits for _, hits in hours[counter]) for counter in counters}
+    for counter in counters:
+        assert days[counter] <= {hour - hour % DAY_MS for hour, _ in hours[counter]}

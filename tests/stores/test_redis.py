@@ -41,7 +41,7 @@ from visit_tracker.stores import (
     check_store_url,
     open_store,
 )
-from visit_tracker.stores.base import MINUTE_MS
+from visit_tracker.stores.base import DAY_MS, HOUR_MS, MINUTE_MS, DailyViews, HourlyHits
 from visit_tracker.stores.redis import (
     EXPORT_CHUNK,
     IN_FLIGHT,
@@ -208,6 +208,7 @@ async def test_cluster_counters_spread_over_every_shard_and_all_export(
         await store.apply([Hit(counter) for counter in counters])
         await store.apply([Hit(counters[0])])
         exported = [record async for record in store.export()]
+        with_history = [entry async for entry in store.export_with_history()]
     finally:
         await store.close()
     prefix = cluster_url.partition("prefix=")[2]
@@ -218,6 +219,42 @@ async def test_cluster_counters_spread_over_every_shard_and_all_export(
         counters, key=lambda c: (c.namespace, c.key)
     )
     assert sum(record.value for record in exported) == 61
+    assert [entry for entry in with_history if isinstance(entry, CounterRecord)] == exported
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+async def test_an_hour_begun_while_the_export_reads_is_exported_with_its_counter(
+    new_store_url: NewStoreUrl, kind: str, time_machine: TimeMachineFixture
+) -> None:
+    """A counter's first hit of a new day, counted by an instance whose clock is a few seconds
+    ahead after the export listed the counter's hours, is exported with its hour and its pages:
+    the read sees the hours hash name an hour it did not ask about, and reads again."""
+    first, second = CounterId("site", "a"), CounterId("site", "b")
+    midnight = datetime(2026, 3, 2, tzinfo=UTC)
+    time_machine.move_to(midnight - timedelta(seconds=5), tick=False)
+    url = new_store_url(kind)
+    store = await open_store(url, wait_limit=5.0)
+    ahead = await open_store(url, wait_limit=5.0)
+    try:
+        await store.apply([Hit(first, page="/"), Hit(second, page="/")])
+        exported = aiter(store.export_with_history())
+        assert isinstance(await anext(exported), CounterRecord)  # the hours are listed
+        time_machine.move_to(midnight + timedelta(seconds=1), tick=False)
+        await ahead.apply([Hit(second, page="/new")])
+        time_machine.move_to(midnight - timedelta(seconds=1), tick=False)
+        entries = [entry async for entry in exported if entry.counter == second]
+    finally:
+        await store.close()
+        await ahead.close()
+    new_day = int(midnight.timestamp() * 1000)
+    record, hours, *days = entries
+    assert isinstance(record, CounterRecord)
+    assert record.value == 2
+    assert hours == HourlyHits(second, ((new_day - HOUR_MS, 1), (new_day, 1)))
+    assert days == [
+        DailyViews(second, new_day - DAY_MS, (("page", "/", 1),)),
+        DailyViews(second, new_day, (("page", "/new", 1),)),
+    ]
 
 
 @pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
@@ -299,6 +336,8 @@ async def test_every_script_touches_only_the_keys_it_declares(tmp_path: Path) ->
             assert await store.apply(batch) == [2, 2, 2, 2]
             await store.update(HOME, value=5, count_once_per=10)
             assert await store.add(HOME, amount=1) == 6
+            exported = [entry async for entry in store.export_with_history()]
+            assert [e.counter for e in exported if isinstance(e, CounterRecord)] == [about, HOME]
             await store.salt(0)
             await store.restore([CounterRecord(about, 1, 1, 2, None, 0, 15)])
             assert await store.delete(HOME)

@@ -1,7 +1,8 @@
 """A PostgreSQL store's history as export reads it, and the statements of a restore, which
 writes counters and their history a chunk of counters per round trip (see `postgres.py`)."""
 
-from collections.abc import Iterable, Iterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,13 +13,20 @@ from visit_tracker.stores.base import (
     CounterId,
     CounterRecord,
     DailyViews,
+    HistoryEntry,
     HourlyHits,
     RestoreEntry,
     ViewKind,
     VisitorBucket,
     VisitorSketch,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW, estimate, registers_data, restored_ranks
+from visit_tracker.stores.sketch import (
+    EXACT_BELOW,
+    HISTORY_CHUNK,
+    estimate,
+    registers_data,
+    restored_ranks,
+)
 
 Connection = AsyncConnection[Any]
 
@@ -111,6 +119,28 @@ RESTORE_HISTORY = """
 hours of visitor buckets to list (with no hits, unless they have some already: that is
 where a purge finds the buckets), days' pages and referrers, visitor ids, registers. The two
 inserts into the hours never share a row."""
+
+
+async def history(
+    connection: Connection, counter: CounterId, *, wait_limit: float
+) -> AsyncIterator[HistoryEntry]:
+    """The counter's whole history, as `Store.export_with_history` gives it, read on the export's
+    connection (in its transaction's snapshot); each statement is answered within `wait_limit`
+    seconds, else TimeoutError."""
+    async with asyncio.timeout(wait_limit):
+        found = await hours(connection, counter)
+    for first in range(0, len(found), HISTORY_CHUNK):
+        yield HourlyHits(counter, tuple(found[first : first + HISTORY_CHUNK]))
+    async with asyncio.timeout(wait_limit):
+        found_days = await days(connection, counter)
+    for day in found_days:
+        yield day
+    async with asyncio.timeout(wait_limit):
+        found_buckets = await buckets(connection, counter)
+    for bucket in found_buckets:
+        async with asyncio.timeout(wait_limit):
+            with_registers = await with_sketch(connection, bucket=bucket)
+        yield with_registers
 
 
 async def hours(connection: Connection, counter: CounterId) -> list[tuple[int, int]]:

@@ -226,9 +226,15 @@ class Store(Protocol):
         """Every counter, in (namespace, key) order."""
         ...
 
-    def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
-        """The counter's whole history, a part at a time: its hours in time order (a chunk
-        at a time), each day's pages and referrers, each visitor bucket."""
+    def export_with_history(self) -> AsyncIterator[RestoreEntry]:
+        """Every counter, in (namespace, key) order, each record followed by the counter's
+        whole history, a part at a time: its hours in time order (a chunk at a time), each
+        day's pages and referrers, each visitor bucket — what restore reads back.
+
+        A counter's record and history are read in one snapshot, even while instances count:
+        a batch applied meanwhile is in its value and in its history, or in neither, and
+        every day of pages or visitors has its hour. Different counters may be read at
+        different moments; a counter deleted once the export has begun may be left out."""
         ...
 
     async def restore(

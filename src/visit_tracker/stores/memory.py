@@ -1,7 +1,7 @@
 """An in-process store: the original demo's behaviour. Fast, exact within one process, and
 forgotten on restart — for tests and trials, never for counts you want to keep."""
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from visit_tracker.stores.base import (
@@ -232,7 +232,17 @@ class MemoryStore:
         for counter in sorted(self._records, key=lambda c: (c.namespace, c.key)):
             yield self._records[counter]
 
-    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+    async def export_with_history(self) -> AsyncIterator[RestoreEntry]:
+        for counter in sorted(self._records, key=lambda c: (c.namespace, c.key)):
+            record = self._records.get(counter)
+            if record is None:  # deleted while the counters before it were read
+                continue
+            # Taken whole before the first entry is given: the caller may await in between.
+            entries: list[RestoreEntry] = [record, *self._history(counter)]
+            for entry in entries:
+                yield entry
+
+    def _history(self, counter: CounterId) -> Iterator[HistoryEntry]:
         hours = sorted(self._hours.get(counter, {}).items())
         for first in range(0, len(hours), HISTORY_CHUNK):
             yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))

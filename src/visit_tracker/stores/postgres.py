@@ -47,7 +47,6 @@ for the first start (PostgreSQL 15 no longer grants it on `public` to everyone).
 """
 
 import asyncio
-import functools
 import math
 import select
 import time
@@ -76,9 +75,7 @@ from visit_tracker.stores.base import (
     LARGEST_SET,
     CounterId,
     CounterRecord,
-    HistoryEntry,
     Hit,
-    HourlyHits,
     RestoreEntry,
     ViewBucket,
     ViewKind,
@@ -96,7 +93,7 @@ from visit_tracker.stores.base import (
     visitor_span,
     window_pairs,
 )
-from visit_tracker.stores.sketch import EXACT_BELOW, HISTORY_CHUNK, estimate, highest_ranks
+from visit_tracker.stores.sketch import EXACT_BELOW, estimate, highest_ranks
 
 T = TypeVar("T")
 
@@ -511,6 +508,9 @@ batches taken in turn from the pool's connections. Given back after this, the co
 under the pool's own rules again (its lifetime limit).
 """
 
+SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+"""Makes every statement of an export's transaction read the snapshot its first one took."""
+
 EXPORT_CHUNK = 1000
 """Counters fetched per round trip by `export`."""
 
@@ -775,23 +775,43 @@ class PostgresStore:
         return await self._run(read, writes=False)
 
     async def export(self) -> AsyncIterator[CounterRecord]:
-        # One server-side cursor: a single snapshot, fetched a chunk per round trip. Export is
-        # not on the request path, so each step is bounded with a plain timeout.
+        async for entry in self._export(with_history=False):
+            if isinstance(entry, CounterRecord):
+                yield entry
+
+    def export_with_history(self) -> AsyncIterator[RestoreEntry]:
+        return self._export(with_history=True)
+
+    async def _export(self, *, with_history: bool) -> AsyncIterator[RestoreEntry]:
+        """Every counter's record, each followed by its history if `with_history`.
+
+        One REPEATABLE READ transaction on one connection: a server-side cursor fetches the
+        counters a chunk per round trip, and each counter's history is read between fetches,
+        all in the snapshot the transaction took first — one moment for the whole export,
+        whatever the instances commit meanwhile. Export is not on the request path, so each
+        round trip is bounded with a plain timeout."""
         try:
             connection = await self._live_connection()
         except PoolTimeout as error:
             raise self._no_connection() from error
+
+        async def bounded(operation: Awaitable[T]) -> T:
+            async with asyncio.timeout(self._wait_limit):
+                return await operation
+
         try:
             async with connection.transaction(), connection.cursor("export") as cursor:
-                async with asyncio.timeout(self._wait_limit):
-                    await cursor.execute(EXPORT)
-                while True:
-                    async with asyncio.timeout(self._wait_limit):
-                        rows = await cursor.fetchmany(EXPORT_CHUNK)
-                    if not rows:
-                        return
+                await bounded(connection.execute(SNAPSHOT))
+                await bounded(cursor.execute(EXPORT))
+                while rows := await bounded(cursor.fetchmany(EXPORT_CHUNK)):
                     for row in rows:
-                        yield _record(row)
+                        record = _record(row)
+                        yield record
+                        if with_history:
+                            async for entry in history_rows.history(
+                                connection, record.counter, wait_limit=self._wait_limit
+                            ):
+                                yield entry
         except TimeoutError as error:
             raise StoreUnavailable(
                 f"PostgreSQL store {self._name} did not answer within {self._wait_limit:g} s"
@@ -800,17 +820,6 @@ class PostgresStore:
             raise self._failure(error, connection, writes=False) from error
         finally:
             await self._pool.putconn(connection)
-
-    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
-        hours = await self._run(lambda c: history_rows.hours(c, counter), writes=False)
-        for first in range(0, len(hours), HISTORY_CHUNK):
-            yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))
-        for day in await self._run(lambda c: history_rows.days(c, counter), writes=False):
-            yield day
-        for bucket in await self._run(lambda c: history_rows.buckets(c, counter), writes=False):
-            yield await self._run(
-                functools.partial(history_rows.with_sketch, bucket=bucket), writes=False
-            )
 
     async def restore(
         self, entries: Iterable[RestoreEntry], *, replace_history: bool = False

@@ -31,8 +31,8 @@ hits per page or referrer. A day's breakdown is one key so that a read of 30 day
 small hashes, not a counter's whole history. The hours hash is also the list of the days the
 counter has history for: a purge reads its fields, deletes the old hours and the keys of their
 days, and needs neither a key scan nor an expiry (which would follow Redis's clock, and leave a
-deleted counter's history behind until it fired). Export reads, and restore writes, a
-counter's history in `_redis_history.py`.
+deleted counter's history behind until it fired). Export reads a counter's record and whole
+history in one script, so at one moment, and restore writes them, in `_redis_history.py`.
 
 A batch is one Lua script per group of counters one script may touch: on one server the whole
 batch, so a single round trip applies it atomically; on a cluster one script per counter, the
@@ -85,7 +85,6 @@ from visit_tracker.stores.base import (
     SPAN_NAMES,
     CounterId,
     CounterRecord,
-    HistoryEntry,
     Hit,
     RestoreEntry,
     ViewKind,
@@ -695,10 +694,10 @@ class RedisStore:
         for record in records:
             yield record
 
-    def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+    def export_with_history(self) -> AsyncIterator[RestoreEntry]:
         from visit_tracker.stores import _redis_history  # noqa: PLC0415 - it imports this module
 
-        return _redis_history.history(self, counter)
+        return _redis_history.export(self)
 
     async def restore(
         self, entries: Iterable[RestoreEntry], *, replace_history: bool = False

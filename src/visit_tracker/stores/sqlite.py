@@ -27,7 +27,6 @@ from visit_tracker.stores.base import (
     CounterId,
     CounterRecord,
     DailyViews,
-    HistoryEntry,
     Hit,
     HourlyHits,
     RestoreEntry,
@@ -273,6 +272,8 @@ EXPORT = """
         count_once_per
     FROM counters ORDER BY namespace, key
 """
+
+NAMES = "SELECT namespace, key FROM counters ORDER BY namespace, key"
 
 HISTORY_TABLES = ("hourly_hits", "daily_views", "visitor_ids", "visitor_ranks")
 LIST_HOUR = """
@@ -557,30 +558,48 @@ class SqliteStore:
         for row in rows:
             yield _record(row)
 
-    async def history(self, counter: CounterId) -> AsyncIterator[HistoryEntry]:
+    async def export_with_history(self) -> AsyncIterator[RestoreEntry]:
+        # Each counter is read again with its history in one read transaction, on a connection
+        # of the export's own (the store's may be used meanwhile): in WAL mode a transaction
+        # reads one snapshot, whatever other processes commit. One per counter, so that
+        # checkpoints can move the WAL on between counters.
+        counters = await self._run(lambda: self._db.execute(NAMES).fetchall())
+        reader = await self._run(functools.partial(_connect, self._path, busy_timeout=0))
+        try:
+            for namespace, key in counters:
+                counter = CounterId(namespace, key)
+                await self._run(lambda: reader.execute("BEGIN"))
+                try:
+                    async for entry in self._counter_with_history(reader, counter):
+                        yield entry
+                finally:
+                    reader.rollback()  # it wrote nothing: this only ends the snapshot
+        finally:
+            reader.close()
+
+    async def _counter_with_history(
+        self, reader: sqlite3.Connection, counter: CounterId
+    ) -> AsyncIterator[RestoreEntry]:
+        """The counter's record, then its history, read on `reader` inside its read
+        transaction; nothing if the counter is gone."""
         where = (counter.namespace, counter.key)
-        hours = await self._run(lambda: self._db.execute(HISTORY_HOURS, where).fetchall())
+        row = await self._run(lambda: reader.execute(READ, where).fetchone())
+        if row is None:  # deleted since the counters were listed
+            return
+        yield _record(row)
+        hours = await self._run(lambda: reader.execute(HISTORY_HOURS, where).fetchall())
         for first in range(0, len(hours), HISTORY_CHUNK):
             yield HourlyHits(counter, tuple(hours[first : first + HISTORY_CHUNK]))
         days: dict[int, list[tuple[ViewKind, str, int]]] = {}
         for day, kind, value, hits in await self._run(
-            lambda: self._db.execute(HISTORY_VIEWS, where).fetchall()
+            lambda: reader.execute(HISTORY_VIEWS, where).fetchall()
         ):
             days.setdefault(day, []).append((kind, value, hits))
         for day, views in days.items():
             yield DailyViews(counter, day, tuple(views))
-        buckets = await self._run(lambda: self._db.execute(HISTORY_BUCKETS, where).fetchall())
+        buckets = await self._run(lambda: reader.execute(HISTORY_BUCKETS, where).fetchall())
         for span, start in buckets:
-            yield await self._run(functools.partial(self._bucket, counter, span, start))
-
-    def _bucket(self, counter: CounterId, span: int, start: int) -> VisitorBucket:
-        where = (counter.namespace, counter.key, span, start)
-        ids = tuple(sorted(v for (v,) in self._db.execute(BUCKET_IDS, where)))
-        sketch = None
-        if len(ids) >= EXACT_BELOW:
-            ranks = dict(self._db.execute(BUCKET_RANKS, where).fetchall())
-            sketch = VisitorSketch("registers", registers_data(ranks), estimate(ranks))
-        return VisitorBucket(counter, span, start, ids, sketch)
+            yield await self._run(functools.partial(_bucket, reader, counter, span, start))
 
     async def restore(
         self, entries: Iterable[RestoreEntry], *, replace_history: bool = False
@@ -655,6 +674,20 @@ class SqliteStore:
                     await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             checkpointer.close()
+
+
+def _bucket(
+    connection: sqlite3.Connection, counter: CounterId, span: int, start: int
+) -> VisitorBucket:
+    """One visitor bucket of a counter, with its registers if it keeps too many ids to be
+    counted from them."""
+    where = (counter.namespace, counter.key, span, start)
+    ids = tuple(sorted(v for (v,) in connection.execute(BUCKET_IDS, where)))
+    sketch = None
+    if len(ids) >= EXACT_BELOW:
+        ranks = dict(connection.execute(BUCKET_RANKS, where).fetchall())
+        sketch = VisitorSketch("registers", registers_data(ranks), estimate(ranks))
+    return VisitorBucket(counter, span, start, ids, sketch)
 
 
 def _record(row: Sequence[object]) -> CounterRecord:
