@@ -54,12 +54,13 @@ def test_unknown_route_is_a_json_404(client: TestClient) -> None:
 
 
 def test_wrong_method_is_a_json_405(client: TestClient) -> None:
-    """GET /visit answers 405 with a JSON body and the allowed method."""
+    """GET /visit answers 405 with a JSON body and the allowed method; a read's allowed
+    methods include HEAD."""
     response = client.get("/visit")
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
     assert response.headers["allow"] == "POST"
-    assert client.delete("/stats").headers["allow"] == "GET"
+    assert client.delete("/stats").headers["allow"] == "GET, HEAD"
 
 
 def test_probes_answer_ok(client: TestClient) -> None:

@@ -230,7 +230,7 @@ def test_a_wrong_method_on_a_counter_lists_every_method_it_serves(client: TestCl
     """A 405 on a counter's path names in Allow all the methods of that path, not just one."""
     response = client.patch("/v1/counters/site/home")
     assert response.status_code == 405
-    assert response.headers["allow"] == "DELETE, GET, POST, PUT"
+    assert response.headers["allow"] == "DELETE, GET, HEAD, POST, PUT"
     assert response.json() == {"detail": "Method Not Allowed"}
 
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import NewStoreUrl
 from tests.server import AS_BROWSER, Server, running_server
+from tests.test_api import head_on_the_wire
 from tests.test_metrics import samples, value
 from visit_tracker.api import events
 from visit_tracker.app import create_app
@@ -165,6 +166,43 @@ def test_past_the_cap_a_stream_is_a_503_and_a_client_that_leaves_frees_its_slot(
                 assert again.value() == 1
                 assert gauges(server) == (2, 1)
         wait_for_gauges(server, (0, 0))
+
+
+def test_head_of_a_stream_answers_its_headers_at_once_and_opens_none() -> None:
+    """Through the real server, HEAD of a stream sends a stream's status and header fields,
+    no byte of body, and ends at once, holding no stream; a missing counter is GET's 404, and
+    with every stream taken it is GET's 503 with Retry-After."""
+    with running_server("--store", "memory://", "--max-streams", "1", *POLL) as server:
+        hit(server, "site/home")
+        status, fields, after = head_on_the_wire(server, "/v1/counters/site/home/events")
+        missing, _, _ = head_on_the_wire(server, "/v1/counters/site/missing/events")
+        assert gauges(server) == (0, 0)
+        with stream(f"{server.url}/v1/counters/site/home/events") as home:
+            home.value()
+            full, full_fields, _ = head_on_the_wire(server, "/v1/counters/site/home/events")
+            refused = httpx2.get(f"{server.url}/v1/counters/site/home/events")
+    assert (status, after) == (b"HTTP/1.1 200 OK", b"")
+    assert fields[b"content-type"] == b"text/event-stream"
+    assert fields[b"cache-control"] == b"no-cache"
+    assert fields[b"x-accel-buffering"] == b"no"
+    assert missing == b"HTTP/1.1 404 Not Found"
+    assert refused.status_code == 503
+    assert full == b"HTTP/1.1 503 Service Unavailable"
+    assert full_fields[b"retry-after"].decode() == refused.headers["retry-after"]
+
+
+@pytest.mark.timeout(10)
+def test_head_of_a_stream_ends_at_once_where_the_server_lets_an_answer_run_on() -> None:
+    """In-process, where nothing cuts a HEAD's answer short after its header fields (as granian
+    does, uvicorn does not), HEAD of a stream still ends at once: it opens no stream, whose
+    events and pings would run on unsent until the client left."""
+    with TestClient(create_app(Settings(store="memory://"))) as client:
+        client.post("/v1/counters/site/home/hits")
+        head = client.head("/v1/counters/site/home/events")
+        streams = value(samples(client.get("/metrics").text), "visit_tracker_event_streams")
+    assert head.status_code == 200
+    assert head.headers["content-type"] == "text/event-stream"
+    assert streams == 0
 
 
 def test_a_client_that_stops_reading_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,13 +97,18 @@ class Streams:
         self._open = 0
         self._closed = False
 
-    def open(self, counter: CounterId, value: int) -> Subscription:
-        """A new stream of the counter, whose value is `value` now; `TooManyStreams` past the
+    def check_room(self) -> None:
+        """Raise what `open` would refuse a new stream with now: `TooManyStreams` past the
         limit, `ShuttingDown` once the server is stopping."""
         if self._closed:
             raise ShuttingDown("the server is shutting down")
         if self._open >= self._limit:
             raise TooManyStreams(f"this worker serves {self._limit} event streams already")
+
+    def open(self, counter: CounterId, value: int) -> Subscription:
+        """A new stream of the counter, whose value is `value` now; refused as `check_room`
+        says."""
+        self.check_room()
         feed = self._feeds.get(counter)
         if feed is None:
             feed = self._feeds[counter] = _Feed()

@@ -5,17 +5,20 @@ Each file is read once, at import, from the package's `static/` directory. The d
 its files with their version (`/static/dashboard.css?v=…`, a hash of the content), so a browser
 may keep them for good: a new release names new URLs. `tracker.js` is embedded under a fixed
 URL, so browsers keep it a day and then ask again, which costs a 304 while it is unchanged.
-Each file answers HEAD as it answers GET, without the body, for link checkers and caches.
+Each file answers HEAD as it answers GET, without the body, for link checkers and caches (see
+`routing`).
 """
 
 import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
+
+from visit_tracker.api.routing import Router
 
 STATIC = files("visit_tracker") / "static"
 
@@ -60,7 +63,7 @@ class Asset:
 DASHBOARD = {name: Asset.load(name) for name in ("dashboard.css", "dashboard.js")}
 TRACKER = Asset.load("tracker.min.js")
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 
 def asset_url(name: str) -> str:
@@ -68,7 +71,6 @@ def asset_url(name: str) -> str:
     return f"/static/{name}?v={DASHBOARD[name].version}"
 
 
-@router.head("/static/{name}")
 @router.get("/static/{name}")
 async def static(name: str, request: Request) -> Response:
     """One of the dashboard's files."""
@@ -79,7 +81,6 @@ async def static(name: str, request: Request) -> Response:
     return asset.answer(request, cache=VERSIONED_CACHE if current else UNVERSIONED_CACHE)
 
 
-@router.head("/tracker.js")
 @router.get("/tracker.js")
 async def tracker_js(request: Request) -> Response:
     """The script that counts a page view on the page that embeds it (see the README)."""

@@ -20,7 +20,7 @@ CountAPI it is safer:
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -37,6 +37,7 @@ from visit_tracker.api.counters import (
 )
 from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
     NEEDS_ADMIN,
@@ -49,7 +50,7 @@ from visit_tracker.service import Tracker
 from visit_tracker.stores import DEFAULT_COUNTER, CounterId
 from visit_tracker.stores.base import LARGEST_SET, NAME_PATTERN
 
-router = APIRouter(
+router = Router(
     tags=["countapi"],
     dependencies=[Depends(uncached)],
     responses={**RATE_LIMITED, **BODY_TOO_LARGE},

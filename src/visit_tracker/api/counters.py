@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,6 +18,7 @@ from starlette.datastructures import Headers
 
 from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import ADMIN, HITS, READS
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
     NEEDS_ADMIN,
@@ -40,7 +41,7 @@ from visit_tracker.history import (
 from visit_tracker.stores import CounterId, CounterRecord
 from visit_tracker.stores.base import LARGEST_SET, LONGEST_WINDOW, NAME_PATTERN
 
-router = APIRouter(prefix="/v1/counters", tags=["counters"], responses=BODY_TOO_LARGE)
+router = Router(prefix="/v1/counters", tags=["counters"], responses=BODY_TOO_LARGE)
 
 NAME_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'"
 PAGE_SIZE, LARGEST_PAGE = 50, 1000

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
@@ -30,6 +30,7 @@ from visit_tracker.api.deps import TrackerDep
 from visit_tracker.api.errors import sentence
 from visit_tracker.api.negotiation import prefers_json
 from visit_tracker.api.rate_limits import READS
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
     NOT_FOUND,
@@ -116,7 +117,7 @@ REFUSED_PAGES: Responses = {
 }
 """The counter page's refusals, documented with both their forms."""
 
-router = APIRouter(
+router = Router(
     route_class=PageRoute,
     tags=["dashboard"],
     dependencies=[READS],

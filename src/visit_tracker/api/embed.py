@@ -8,12 +8,14 @@ failure is answered as on every route, with a JSON 503 or 504: an image tag show
 Both answer HEAD with the headers of a GET, and a HEAD never counts: link checkers probe a
 README's images with HEAD and, refused, would GET them, counting a view nobody made. A HEAD of
 the badge reads the value, to give the length of the badge a GET that does not count would
-draw; one of the pixel needs no store.
+draw; one of the pixel needs no store. The badge's HEAD is its router's (see `routing`), a read
+whatever `count` says; the pixel's, a route of its own in the reads class, as a route that
+counts gets none from its router.
 """
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import AfterValidator
 
 from visit_tracker import badges
@@ -21,6 +23,7 @@ from visit_tracker.api.caching import NO_CACHE
 from visit_tracker.api.counters import Key, Namespace
 from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import HITS, HITS_WHEN_COUNTING, READS
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import (
     BODY_TOO_LARGE,
     RATE_LIMITED,
@@ -29,7 +32,7 @@ from visit_tracker.api.schemas import (
 )
 from visit_tracker.stores import CounterId
 
-router = APIRouter(prefix="/v1/counters", tags=["embedding"], responses=BODY_TOO_LARGE)
+router = Router(prefix="/v1/counters", tags=["embedding"], responses=BODY_TOO_LARGE)
 
 PIXEL = bytes.fromhex(
     "474946383961"  # GIF89a
@@ -72,7 +75,6 @@ CountView = Annotated[bool, Query(description="Count this view as a hit before d
 IMAGE_ERRORS = {**STORE_UNAVAILABLE, **STORE_UNCONFIRMED, **RATE_LIMITED}
 
 
-@router.head("/{namespace}/{key}/badge.svg", dependencies=[READS], include_in_schema=False)
 @router.get(
     "/{namespace}/{key}/badge.svg",
     response_class=Response,

@@ -20,26 +20,27 @@ milliseconds — somewhat different for each stream, so that a restart's clients
 back at once. A counter that does not exist is a 404, as it is for `GET` of the counter; one
 deleted while streamed shows the value 0. Opening a stream counts against the client's `reads`
 rate limit, and each worker serves at most `VISIT_TRACKER_MAX_STREAMS` at once: past that, a
-503 with `Retry-After`.
+503 with `Retry-After`. A HEAD answers what a GET would, status and headers, and opens nothing.
 """
 
 import asyncio
 import random
 
 import orjson
-from fastapi import APIRouter
+from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from visit_tracker.api.counters import CounterValue, Key, Namespace
 from visit_tracker.api.deps import MetricsDep, StreamsDep, TrackerDep
 from visit_tracker.api.rate_limits import READS
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import BODY_TOO_LARGE, NOT_FOUND, RATE_LIMITED, ErrorBody, Responses
 from visit_tracker.events import Subscription
 from visit_tracker.metrics import Metrics
 from visit_tracker.stores import CounterId
 
-router = APIRouter(prefix="/v1/counters", tags=["events"], responses=BODY_TOO_LARGE)
+router = Router(prefix="/v1/counters", tags=["events"], responses=BODY_TOO_LARGE)
 
 PING_SECONDS = 15.0
 """Silence after which a comment is sent: proxies close connections idle for longer (nginx
@@ -99,11 +100,33 @@ def value_event(counter: CounterId, value: int) -> bytes:
     return b"event: value\ndata: " + data + b"\n\n"
 
 
+STREAM_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: pass each event on as it comes
+}
+"""A stream's headers; it has no length."""
+
+
+class StreamHeaders(Response):
+    """The answer to a HEAD of a stream: a stream's status and headers, and no body. It opens
+    no stream: a HEAD must not hold one of the worker's streams, nor wait for events."""
+
+    def __init__(self) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers(STREAM_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
 class EventStream(Response):
     """Writes a subscription's values as events until it closes, or its client goes away or
     stops reading."""
 
-    media_type = "text/event-stream"
+    media_type = STREAM_HEADERS["Content-Type"]
 
     def __init__(self, subscription: Subscription, *, value: int, metrics: Metrics) -> None:
         self.status_code = 200
@@ -113,13 +136,7 @@ class EventStream(Response):
         # getrandbits: a spread, not a secret, like the request ids of `observer`.
         retry = RETRY_MS + random.getrandbits(12)
         self.first = b"retry: %d\n" % retry + value_event(subscription.counter, value)
-        self.init_headers(
-            {
-                "Content-Type": self.media_type,
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",  # nginx: pass each event on as it comes
-            }
-        )
+        self.init_headers(STREAM_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscription = self.subscription
@@ -173,10 +190,19 @@ class EventStream(Response):
     responses={**EVENT_STREAM, **NOT_FOUND, **NO_STREAM, **RATE_LIMITED},
 )
 async def events(
-    namespace: Namespace, key: Key, tracker: TrackerDep, streams: StreamsDep, metrics: MetricsDep
-) -> EventStream:
+    request: Request,
+    namespace: Namespace,
+    key: Key,
+    *,
+    tracker: TrackerDep,
+    streams: StreamsDep,
+    metrics: MetricsDep,
+) -> Response:
     """A counter's value now, then each time it changes, through whichever instance, as
     Server-Sent Events (`new EventSource(url)` in a browser, `event: value`)."""
     counter = CounterId(namespace, key)
     record = await tracker.counter(counter)
+    if request.method == "HEAD":  # what a GET would answer, without opening a stream
+        streams.check_room()
+        return StreamHeaders()
     return EventStream(streams.open(counter, record.value), value=record.value, metrics=metrics)

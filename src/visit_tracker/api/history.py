@@ -9,13 +9,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, Field
 
 from visit_tracker.api.counters import Key, Namespace
 from visit_tracker.api.deps import TrackerDep
 from visit_tracker.api.rate_limits import READS
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import BODY_TOO_LARGE, NOT_FOUND, RATE_LIMITED, STORE_UNAVAILABLE
 from visit_tracker.api.visits import utc_timestamp
 from visit_tracker.history import (
@@ -29,7 +30,7 @@ from visit_tracker.history import (
 from visit_tracker.stores import CounterId
 from visit_tracker.stores.base import now_ms
 
-router = APIRouter(
+router = Router(
     prefix="/v1/counters",
     tags=["history"],
     dependencies=[READS],

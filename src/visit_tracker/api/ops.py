@@ -1,33 +1,31 @@
 """Probes for orchestrators and load balancers.
 
-Both probes answer HEAD as they answer GET, status and headers alike, and the server sends no
-body: uptime checkers and load balancers often probe with HEAD. HEAD is left out of the OpenAPI
-document, as HTTP frameworks and their clients take it for granted beside GET.
+Every route here answers HEAD as it answers GET, status and headers alike, and the server sends
+no body (see `routing`): uptime checkers and load balancers often probe with HEAD.
 """
 
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel
 
 from visit_tracker.api.deps import MetricsDep, TrackerDep
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import BODY_TOO_LARGE, STORE_UNAVAILABLE
 
-router = APIRouter(tags=["operations"], responses=BODY_TOO_LARGE)
+router = Router(tags=["operations"], responses=BODY_TOO_LARGE)
 
 
 class Status(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz")
 async def healthz() -> Status:
     """The process is up and serving HTTP."""
     return Status()
 
 
-@router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", responses=STORE_UNAVAILABLE)
 async def readyz(tracker: TrackerDep) -> Status:
     """The store answers; a load balancer may send visits here."""

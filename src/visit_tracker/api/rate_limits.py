@@ -12,12 +12,15 @@ response the route returns. A class whose rate is 0 costs its routes one diction
 The direct routes (`POST /visit`, `GET /stats`, see `fast_path`) keep their class in the same
 metadata; `limit_directly` applies it in front of the framework when that class is limited,
 and when it is not, they run exactly as without rate limits.
+
+A class also says what a route does: a GET of the `hits` or `admin` class counts or changes
+counters, and so answers no HEAD (see `routing`).
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, params
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,13 +62,32 @@ TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 """The query values the framework reads as true for a bool."""
 
 
+CHANGING = frozenset({RouteClass.HITS, RouteClass.ADMIN})
+"""The classes of the routes that count hits or change counters: none answers HEAD (see
+`routing`)."""
+
+
 async def hits_when_counting(request: Request) -> None:
-    """The hits class for a request that counts (`count=true`), the reads class otherwise."""
-    counts = request.query_params.get("count", "").lower() in TRUE
+    """The hits class for a request that counts (`count=true`), the reads class otherwise: a
+    HEAD never counts."""
+    counts = request.method != "HEAD" and request.query_params.get("count", "").lower() in TRUE
     await (HITS if counts else READS).dependency(request)
 
 
 HITS_WHEN_COUNTING = Depends(hits_when_counting)
+
+
+def class_of(dependencies: Iterable[params.Depends]) -> RouteClass | None:
+    """The class the first rate limit among a route's dependencies puts it in, if any."""
+    for depends in dependencies:
+        if isinstance(depends.dependency, RateLimit):
+            return depends.dependency.route_class
+    return None
+
+
+def changes_counters(dependencies: Iterable[params.Depends]) -> bool:
+    """Whether a route with these dependencies counts hits or changes counters, by its class."""
+    return class_of(dependencies) in CHANGING
 
 
 def route_class(router: APIRouter, endpoint: Callable[..., Any]) -> RouteClass | None:
@@ -73,9 +95,9 @@ def route_class(router: APIRouter, endpoint: Callable[..., Any]) -> RouteClass |
     dependencies, else its router's."""
     for route in router.routes:
         if isinstance(route, APIRoute) and route.endpoint is endpoint:
-            for depends in [*route.dependencies, *router.dependencies]:
-                if isinstance(depends.dependency, RateLimit):
-                    return depends.dependency.route_class
+            kind = class_of([*route.dependencies, *router.dependencies])
+            if kind is not None:
+                return kind
     return None
 
 

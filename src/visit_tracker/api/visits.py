@@ -2,16 +2,16 @@
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from visit_tracker.api.deps import TrackerDep, VisitorDep
 from visit_tracker.api.rate_limits import VISIT
+from visit_tracker.api.routing import Router
 from visit_tracker.api.schemas import RATE_LIMITED, STORE_UNAVAILABLE, STORE_UNCONFIRMED
 
 # Unlike the other routers, no 413 (BODY_TOO_LARGE): both routes are answered in front of the
 # framework and its body limit, and read no body.
-router = APIRouter(tags=["visits"], dependencies=[VISIT])
+router = Router(tags=["visits"], dependencies=[VISIT])
 
 
 class VisitCount(BaseModel):
