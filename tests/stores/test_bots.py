@@ -8,7 +8,7 @@ import pytest
 from time_machine import TimeMachineFixture
 
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store
-from visit_tracker.stores.base import DAY_MS, HOUR_MS
+from visit_tracker.stores.base import DAY_MS, HOUR_MS, HourlyHits
 
 pytestmark = pytest.mark.anyio
 
@@ -25,6 +25,11 @@ async def bot_hits(store: Store, counter: CounterId) -> int:
     record = await store.read(counter)
     assert record is not None
     return record.bot_hits
+
+
+async def hours_of(store: Store, counter: CounterId) -> list[HourlyHits]:
+    """The hourly hits of the counter's history, as an export writes them."""
+    return [entry async for entry in store.history(counter) if isinstance(entry, HourlyHits)]
 
 
 async def test_a_bot_hit_adds_to_bot_hits_and_not_to_the_value(store: Store) -> None:
@@ -86,6 +91,20 @@ async def test_bots_leave_no_history_and_are_no_visitors(
     ranges = [(TEN_MS, TEN_MS + HOUR_MS), (day, day + DAY_MS)]
     assert await store.visitors(HOME, ranges=ranges) == [1, 1]
     assert await bot_hits(store, HOME) == 3
+
+
+async def test_a_counter_only_bots_hit_has_no_hour_beside_a_visitors_hit(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """In a batch where a person with a visitor id hits one counter and only bots another, the
+    bots' counter gets no hourly bucket, not even one of 0 hits: its series and the hours its
+    history exports are empty on every store."""
+    time_machine.move_to(TEN, tick=False)
+    await store.apply([Hit(HOME, visitor=7), Hit(ABOUT, bot=True), Hit(ABOUT, bot=True)])
+    assert await store.series(ABOUT, **EVERYTHING) == []
+    assert [entry async for entry in store.history(ABOUT)] == []  # no hours, nor anything
+    assert await bot_hits(store, ABOUT) == 2
+    assert await hours_of(store, HOME) == [HourlyHits(HOME, ((TEN_MS, 1),))]
 
 
 async def test_setting_the_value_keeps_the_bot_hits_and_delete_drops_them(store: Store) -> None:

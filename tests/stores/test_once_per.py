@@ -8,6 +8,7 @@ import pytest
 from time_machine import TimeMachineFixture
 
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store
+from visit_tracker.stores.base import HOUR_MS, HourlyHits
 
 pytestmark = pytest.mark.anyio
 
@@ -78,6 +79,23 @@ async def test_purge_and_delete_drop_the_visitors_of_an_hour_of_held_back_hits(
     assert await store.apply([Hit(HOME, visitor=2, recorded_in=None)]) == [3]
     assert await store.delete(HOME)
     assert await store.visitors(HOME, ranges=twelve) == [0]
+
+
+async def test_held_back_hits_of_visitors_recorded_in_the_hour_add_no_bucket(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """A held-back hit whose visitor was recorded in the hour already brings the hour nothing to
+    list: it makes no hourly bucket, even where the hour has none (its history was replaced
+    by an import, its window's marks kept), on every store alike."""
+    time_machine.move_to(TEN, tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=30)
+    assert await store.apply([by(1)]) == [1]
+    record = await store.read(HOME)
+    assert record is not None
+    await store.restore([record], replace_history=True)
+    assert await store.apply([Hit(HOME, visitor=1, recorded_in=TEN_MS)]) == [1]
+    assert await store.series(HOME, **EVERYTHING) == []
+    assert [entry async for entry in store.history(HOME)] == []
 
 
 async def test_a_mixed_batch_numbers_only_what_counts(

@@ -224,31 +224,35 @@ COUNT_ONCE = """
         RETURNING namespace, key, visitor
     ),
     counts AS (
-        SELECT batch.namespace, batch.key, batch.position, batch.bots,
+        SELECT batch.namespace, batch.key, batch.position, batch.bots, batch.listed,
             CASE WHEN windows.key IS NULL THEN batch.hits
                 ELSE batch.anonymous + (
                     SELECT count(*) FROM marks
                     WHERE (marks.namespace, marks.key) = (batch.namespace, batch.key)
                 )
             END AS hits
-        FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])
-            WITH ORDINALITY AS batch (namespace, key, hits, anonymous, bots, position)
+        FROM unnest(
+            %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::boolean[]
+        ) WITH ORDINALITY AS batch (namespace, key, hits, anonymous, bots, listed, position)
         LEFT JOIN windows
             ON (windows.namespace, windows.key) = (batch.namespace, batch.key)
     ),
     hours AS (
         INSERT INTO hourly_hits AS h (namespace, key, hour, hits)
-        SELECT namespace, key, %s::bigint, hits FROM counts ORDER BY position
+        SELECT namespace, key, %s::bigint, hits FROM counts WHERE hits > 0 OR listed
+        ORDER BY position
         ON CONFLICT (namespace, key, hour) DO UPDATE SET hits = h.hits + excluded.hits
     )
 """
 """Decides which of a batch's hits count, for a batch with visitor ids: on a counter that
 counts a visitor once per window, the hits without a visitor id and the visitors whose window
 had ended, which it marks counted until the window's end; on the others every hit (bots' aside).
-Then adds the counted hits to the hourly buckets, 0 included: an hour of held-back hits
-still lists its visitor buckets for the purge. Parameters: the counters that have visitors
-(namespaces, keys); the time; the distinct (counter, visitor) pairs, sorted; the time again;
-the batch's counters with their hits, hits without a visitor id, and bot hits; the hour."""
+Then adds the counted hits to the hourly buckets, and a bucket of 0 hits where the batch
+adds visitors: an hour of held-back hits still lists its visitor buckets for the purge, and a
+counter only bots hit has no bucket, as on every other store. Parameters: the counters that
+have visitors (namespaces, keys); the time; the distinct (counter, visitor) pairs, sorted; the
+time again; the batch's counters with their hits, hits without a visitor id, bot hits, and
+whether the batch adds visitors to their buckets; the hour."""
 
 ADD_COUNTED = """
     counted AS (
@@ -580,7 +584,7 @@ class PostgresStore:
         counters = sorted(counts, key=lambda c: (c.namespace, c.key))
         with_ids, changed = self._may_have_windows(hits), self._windows_changed
         if with_ids:
-            clauses, params = _count_once(hits, counters, counts, now=now)
+            clauses, params = _count_once(hits, counters, counts, visitors, now=now)
             final, final_params = COUNTED_ANSWER, list[Any]()
         else:
             clauses, params, final, final_params = _upsert(
@@ -1070,6 +1074,7 @@ def _count_once(
     hits: Sequence[Hit],
     counters: Sequence[CounterId],
     counts: Mapping[CounterId, int],
+    visitors: Mapping[CounterId, set[int]],
     *,
     now: int,
 ) -> tuple[list[str], list[Any]]:
@@ -1091,6 +1096,7 @@ def _count_once(
         [counts[c] for c in counters],
         [anonymous[c] for c in counters],
         [bots.get(c, 0) for c in counters],
+        [c in visitors for c in counters],
         hour_of(now),
     ]
     return [COUNT_ONCE], params
