@@ -81,6 +81,24 @@ async def test_purge_and_delete_drop_the_visitors_of_an_hour_of_held_back_hits(
     assert await store.visitors(HOME, ranges=twelve) == [0]
 
 
+async def test_an_hour_of_held_back_hits_has_a_bucket_of_none(
+    store: Store, time_machine: TimeMachineFixture
+) -> None:
+    """An hour in which a window held back every hit of a visitor new to it has an hourly
+    bucket of 0 hits, which lists its visitors: in the series and the exported history of
+    every store alike."""
+    time_machine.move_to(datetime(2026, 3, 1, 10, 50, tzinfo=UTC), tick=False)
+    await store.create(HOME, value=0, admin_key_hash=None, count_once_per=30)
+    assert await store.apply([by(1)]) == [1]
+    time_machine.move_to(datetime(2026, 3, 1, 11, 5, tzinfo=UTC), tick=False)
+    assert await store.apply([by(1), by(1)]) == [1, 1]
+    hours = ((TEN_MS, 1), (TEN_MS + HOUR_MS, 0))
+    assert await store.series(HOME, **EVERYTHING) == list(hours)
+    assert [e async for e in store.history(HOME) if isinstance(e, HourlyHits)] == [
+        HourlyHits(HOME, hours)
+    ]
+
+
 async def test_held_back_hits_of_visitors_recorded_in_the_hour_add_no_bucket(
     store: Store, time_machine: TimeMachineFixture
 ) -> None:

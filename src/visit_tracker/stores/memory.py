@@ -89,7 +89,7 @@ class MemoryStore:
                 self._counted[counter, visitor] = now + record.count_once_per * MINUTE_MS
                 marked.add((counter, visitor))
         counted = once_per_window(hits, windowed=windowed, marked=marked)
-        totals, bots = {}, tally_bots(hits)
+        totals, bots, visitors = {}, tally_bots(hits), tally_visitors(hits, hour=hour)
         for counter, count in tally(hits, counted).items():
             record = self._records.get(counter) or CounterRecord(counter, 0, now, now)
             self._records[counter] = replace(
@@ -99,16 +99,16 @@ class MemoryStore:
                 updated_at=now,
             )
             totals[counter] = record.value + count
-            if count:
+            if count or counter in visitors:  # the hour lists its visitor buckets, as elsewhere
                 hours = self._hours.setdefault(counter, {})
                 hours[hour] = hours.get(hour, 0) + count
         for (counter, kind, value), count in tally_views(hits).items():
             views = self._views.setdefault(counter, {})
             views[day, kind, value] = views.get((day, kind, value), 0) + count
-        for counter, visitors in tally_visitors(hits, hour=hour).items():
+        for counter, seen in visitors.items():
             buckets = self._visitors.setdefault(counter, {})
             for bucket in visitor_buckets(now):
-                buckets.setdefault(bucket, BucketVisitors()).add(visitors)
+                buckets.setdefault(bucket, BucketVisitors()).add(seen)
         return number_hits(hits, totals, counted)
 
     async def visitors(self, counter: CounterId, *, ranges: Sequence[tuple[int, int]]) -> list[int]:
