@@ -10,7 +10,14 @@ from time_machine import TimeMachineFixture
 
 from tests.conftest import NewStoreUrl
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store, open_store
-from visit_tracker.stores.base import DAY_MS, HOUR_MS, DailyViews, HourlyHits, RestoreEntry
+from visit_tracker.stores.base import (
+    DAY_MS,
+    HOUR_MS,
+    DailyViews,
+    HourlyHits,
+    RestoreEntry,
+    VisitorBucket,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +157,23 @@ async def test_each_counter_is_exported_with_its_history_as_of_one_moment(
     assert values == {counter: sum(hits for _, hits in hours[counter]) for counter in counters}
     for counter in counters:
         assert days[counter] <= {hour - hour % DAY_MS for hour, _ in hours[counter]}
+
+
+async def test_a_restored_hour_of_visitors_without_hits_is_listed_in_the_hours(
+    store: Store,
+) -> None:
+    """An hour's visitors restored without an hour of hits give the counter an hour of 0 hits,
+    as a batch whose hits a window held back does, and keep the hits of an hour that has some:
+    the same history on every store."""
+    day = VisitorBucket(HOME, DAY_MS, DAY, tuple(sorted(FEW[:2])), None)
+    entries: list[RestoreEntry] = [
+        CounterRecord(HOME, 5, 1, 2, None, 0, 30),
+        HourlyHits(HOME, ((TEN_MS + HOUR_MS, 5),)),
+        VisitorBucket(HOME, HOUR_MS, TEN_MS, (FEW[0],), None),
+        VisitorBucket(HOME, HOUR_MS, TEN_MS + HOUR_MS, (FEW[1],), None),
+        day,
+    ]
+    await store.restore(entries, replace_history=True)
+    history = [entry async for entry in store.history(HOME)]
+    assert history[0] == HourlyHits(HOME, ((TEN_MS, 0), (TEN_MS + HOUR_MS, 5)))
+    assert history[1:] == [*entries[2:4], day]

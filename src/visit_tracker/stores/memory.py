@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from visit_tracker.stores.base import (
     DAY_MS,
+    HOUR_MS,
     MINUTE_MS,
     CounterId,
     CounterRecord,
@@ -282,6 +283,8 @@ class MemoryStore:
                 bucket.ranks, approximate = restored_ranks(entry)
                 converted += approximate
                 self._visitors.setdefault(entry.counter, {})[entry.span, entry.start] = bucket
+                if entry.span == HOUR_MS:  # listed in the hours, as on every other store
+                    self._hours.setdefault(entry.counter, {}).setdefault(entry.start, 0)
         return converted
 
     async def ping(self) -> None:
