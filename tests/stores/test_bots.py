@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from time_machine import TimeMachineFixture
 
+from tests.stores.histories import history_of
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store
 from visit_tracker.stores.base import DAY_MS, HOUR_MS, HourlyHits
 
@@ -29,7 +30,7 @@ async def bot_hits(store: Store, counter: CounterId) -> int:
 
 async def hours_of(store: Store, counter: CounterId) -> list[HourlyHits]:
     """The hourly hits of the counter's history, as an export writes them."""
-    return [entry async for entry in store.history(counter) if isinstance(entry, HourlyHits)]
+    return [entry for entry in await history_of(store, counter) if isinstance(entry, HourlyHits)]
 
 
 async def test_a_bot_hit_adds_to_bot_hits_and_not_to_the_value(store: Store) -> None:
@@ -102,7 +103,7 @@ async def test_a_counter_only_bots_hit_has_no_hour_beside_a_visitors_hit(
     time_machine.move_to(TEN, tick=False)
     await store.apply([Hit(HOME, visitor=7), Hit(ABOUT, bot=True), Hit(ABOUT, bot=True)])
     assert await store.series(ABOUT, **EVERYTHING) == []
-    assert [entry async for entry in store.history(ABOUT)] == []  # no hours, nor anything
+    assert await history_of(store, ABOUT) == []  # no hours, nor anything
     assert await bot_hits(store, ABOUT) == 2
     assert await hours_of(store, HOME) == [HourlyHits(HOME, ((TEN_MS, 1),))]
 

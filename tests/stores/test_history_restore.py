@@ -9,6 +9,7 @@ import pytest
 from time_machine import TimeMachineFixture
 
 from tests.conftest import NewStoreUrl
+from tests.stores.histories import history_of
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store, open_store
 from visit_tracker.stores.base import (
     DAY_MS,
@@ -174,6 +175,6 @@ async def test_a_restored_hour_of_visitors_without_hits_is_listed_in_the_hours(
         day,
     ]
     await store.restore(entries, replace_history=True)
-    history = [entry async for entry in store.history(HOME)]
+    history = await history_of(store, HOME)
     assert history[0] == HourlyHits(HOME, ((TEN_MS, 0), (TEN_MS + HOUR_MS, 5)))
     assert history[1:] == [*entries[2:4], day]

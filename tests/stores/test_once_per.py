@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from time_machine import TimeMachineFixture
 
+from tests.stores.histories import history_of
 from visit_tracker.stores import CounterId, CounterRecord, Hit, Store
 from visit_tracker.stores.base import HOUR_MS, HourlyHits
 
@@ -94,7 +95,7 @@ async def test_an_hour_of_held_back_hits_has_a_bucket_of_none(
     assert await store.apply([by(1), by(1)]) == [1, 1]
     hours = ((TEN_MS, 1), (TEN_MS + HOUR_MS, 0))
     assert await store.series(HOME, **EVERYTHING) == list(hours)
-    assert [e async for e in store.history(HOME) if isinstance(e, HourlyHits)] == [
+    assert [e for e in await history_of(store, HOME) if isinstance(e, HourlyHits)] == [
         HourlyHits(HOME, hours)
     ]
 
@@ -113,7 +114,7 @@ async def test_held_back_hits_of_visitors_recorded_in_the_hour_add_no_bucket(
     await store.restore([record], replace_history=True)
     assert await store.apply([Hit(HOME, visitor=1, recorded_in=TEN_MS)]) == [1]
     assert await store.series(HOME, **EVERYTHING) == []
-    assert [entry async for entry in store.history(HOME)] == []
+    assert await history_of(store, HOME) == []
 
 
 async def test_a_mixed_batch_numbers_only_what_counts(
