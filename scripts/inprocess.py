@@ -19,6 +19,10 @@ alternate the configurations. The loads are those of the wrk scripts:
                    (hit_page_query.lua)
 
     .venv/bin/python scripts/inprocess.py before:PYTHONPATH=$OLD_SRC after --load hits-page-10k
+
+With `--instructions` each run counts the instructions a request executes under valgrind's
+callgrind instead (a minute or two a run): one round then suffices, as the count does not
+move with the machine's load.
 """
 
 import argparse
@@ -30,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -145,16 +150,41 @@ async def cpu_per_request(load: str, requests: int) -> float:
     return cost
 
 
-def run(label: str, env: dict[str, str], load: str, requests: int) -> float:
-    """One measurement in a fresh process with `env`, on a fresh SQLite file by default."""
+def cpu_time(label: str, env: dict[str, str], load: str, requests: int) -> float:
+    """CPU µs a request of `load` costs, measured in a fresh process with `env`, on a fresh
+    SQLite file by default."""
+    return float(child_process(label, env, load, requests, wrapper=[]))
+
+
+def instructions(label: str, env: dict[str, str], load: str, requests: int) -> float:
+    """Instructions a request of `load` executes, as callgrind counts them over two runs, of
+    `requests` and of a fifth as many: the difference leaves out starting up and warming up.
+    The count does not vary with a busy machine's noise, as CPU time does; it weighs every
+    instruction alike, a cache miss or a system call's wait as nothing."""
+    totals = []
+    for count in (requests // 5, requests):
+        with tempfile.TemporaryDirectory() as directory:
+            out = f"{directory}/callgrind.out"
+            wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+            child_process(label, {"PYTHONHASHSEED": "0", **env}, load, count, wrapper=wrapper)
+            lines = Path(out).read_text().splitlines()
+            summary = next(line for line in lines if line.startswith(("summary:", "totals:")))
+            totals.append(int(summary.split()[1]))
+    return (totals[1] - totals[0]) / (2 * (requests - requests // 5))  # each warmed up as many
+
+
+def child_process(
+    label: str, env: dict[str, str], load: str, requests: int, *, wrapper: list[str]
+) -> str:
+    """Run `--child` in a fresh process with `env` under `wrapper`; what it printed."""
     with tempfile.TemporaryDirectory() as directory:
         environment = {**os.environ, **DEFAULTS, **env}
         environment.setdefault("VISIT_TRACKER_STORE", f"sqlite:///{directory}/visits.db")
-        child = [sys.executable, __file__, "--child", load, "--requests", str(requests)]
+        child = [*wrapper, sys.executable, __file__, "--child", load, "--requests", str(requests)]
         result = subprocess.run(child, env=environment, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"{label} {load} failed (exit status {result.returncode}):\n{result.stderr}")
-    return float(result.stdout)
+    return result.stdout
 
 
 def main() -> None:
@@ -163,6 +193,11 @@ def main() -> None:
     parser.add_argument("--load", action="append", choices=sorted(LOADS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=60_000, help="timed requests per run")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions with valgrind's callgrind instead of timing (try --requests 2500)",
+    )
     parser.add_argument("--child", choices=sorted(LOADS), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
@@ -175,17 +210,22 @@ def main() -> None:
         for label, _, assignments in (text.partition(":") for text in arguments.configurations)
     ]
     loads = arguments.load or ["visit"]
+    measure, form, unit = (
+        (instructions, "9,.0f", "instructions/request")
+        if arguments.instructions
+        else (cpu_time, "5.1f", "µs/request")
+    )
     costs: dict[str, list[float]] = {}
     for round_number in range(1, arguments.rounds + 1):
         for label, env in configurations:
             for load in loads:
-                cost = run(label, env, load, arguments.requests)
+                cost = measure(label, env, load, arguments.requests)
                 costs.setdefault(f"{label} {load}", []).append(cost)
-                print(f"round {round_number} {label} {load}: {cost:5.1f} µs/request", flush=True)
+                print(f"round {round_number} {label} {load}: {cost:{form}} {unit}", flush=True)
     for name, values in costs.items():
         print(
-            f"{name}: median {statistics.median(values):5.1f}  min {min(values):5.1f}  "
-            f"max {max(values):5.1f} µs/request ({len(values)} runs)"
+            f"{name}: median {statistics.median(values):{form}}  min {min(values):{form}}  "
+            f"max {max(values):{form}} {unit} ({len(values)} runs)"
         )
 
 
