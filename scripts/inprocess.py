@@ -28,6 +28,7 @@ move with the machine's load.
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -161,6 +162,8 @@ def instructions(label: str, env: dict[str, str], load: str, requests: int) -> f
     `requests` and of a fifth as many: the difference leaves out starting up and warming up.
     The count does not vary with a busy machine's noise, as CPU time does; it weighs every
     instruction alike, a cache miss or a system call's wait as nothing."""
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions runs valgrind, which is not installed: apt-get install valgrind")
     totals = []
     for count in (requests // 5, requests):
         with tempfile.TemporaryDirectory() as directory:
