@@ -15,6 +15,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -305,6 +306,7 @@ BUCKET_RANKS = """
 OPEN_BUSY_TIMEOUT = 10.0
 """Seconds a worker may wait at start while others create the schema or switch to WAL."""
 
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
 CHECKPOINT_INTERVAL = 0.5
 """Seconds between WAL checkpoints; short enough that the log stays small under load."""
 
@@ -321,7 +323,8 @@ class SqliteStore:
         self._path = path
         self._db = connection
         self._busy_timeout = busy_timeout
-        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_forever())
+        self._closing = asyncio.Event()
+        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_until_closed())
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float) -> "SqliteStore":
@@ -640,11 +643,10 @@ class SqliteStore:
         await self._run(lambda: self._db.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        self._checkpointer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._checkpointer
+        self._closing.set()
+        await self._checkpointer
         with contextlib.suppress(sqlite3.Error):
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._db.execute(CHECKPOINT)
         self._db.close()
 
     async def _run(self, operation: Callable[[], T]) -> T:
@@ -665,15 +667,29 @@ class SqliteStore:
             await asyncio.sleep(0 if attempt < 8 else min(0.0001 * 2 ** (attempt - 8), 0.01))
             attempt += 1
 
-    async def _checkpoint_forever(self) -> None:
-        checkpointer = await asyncio.to_thread(_connect, self._path, busy_timeout=0)
-        try:
-            while True:
-                await asyncio.sleep(CHECKPOINT_INTERVAL)
-                with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
-                    await asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            checkpointer.close()
+    async def _checkpoint_until_closed(self) -> None:
+        """Checkpoint the WAL every `CHECKPOINT_INTERVAL` seconds, on a connection and in a
+        thread of their own, until the store closes. The thread also closes the connection,
+        after any checkpoint under way, even when this task is cancelled: a connection closed
+        under a running checkpoint crashes the process (SIGSEGV)."""
+        loop = asyncio.get_running_loop()
+        connect = functools.partial(_connect, self._path, busy_timeout=0)
+        with ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoints") as thread:
+            checkpointer = await loop.run_in_executor(thread, connect)
+            try:
+                while not await _is_set_within(self._closing, CHECKPOINT_INTERVAL):
+                    with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
+                        await loop.run_in_executor(thread, checkpointer.execute, CHECKPOINT)
+            finally:
+                thread.submit(checkpointer.close)  # leaving `with` waits for it
+
+
+async def _is_set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` is set within `seconds`."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
 
 
 def _bucket(
