@@ -9,10 +9,13 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from tests.server import AS_BROWSER, running_server
 from tests.test_api import head_on_the_wire
+from visit_tracker.api import rate_limits
+from visit_tracker.api.routing import Router
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 
@@ -127,6 +130,23 @@ def test_head_of_a_counting_get_is_a_json_405_and_changes_nothing(operated: Test
     assert operated.get("/stats").json()["total_visits"] == 1
     assert operated.get("/get/example.com/new").status_code == 404
     assert operated.get("/hit/example.com/home").json() == {"value": 2}  # as GET, it counts
+
+
+def test_a_get_with_any_counting_rate_limit_gets_no_head() -> None:
+    """A GET whose own rate limit counts hits gets no HEAD even on a router whose limit is a
+    read's: any limit of a changing class refuses HEAD, not only the first."""
+    router = Router(dependencies=[rate_limits.READS])
+
+    @router.get("/counting", dependencies=[rate_limits.HITS])
+    async def counting() -> None: ...
+
+    @router.get("/reading")
+    async def reading() -> None: ...
+
+    routes = [route for route in router.routes if isinstance(route, APIRoute)]
+    served = {(route.path, method) for route in routes for method in route.methods or ()}
+    assert ("/counting", "HEAD") not in served
+    assert ("/reading", "HEAD") in served
 
 
 def test_head_takes_from_its_gets_rate_limit() -> None:

@@ -86,8 +86,12 @@ def class_of(dependencies: Iterable[params.Depends]) -> RouteClass | None:
 
 
 def changes_counters(dependencies: Iterable[params.Depends]) -> bool:
-    """Whether a route with these dependencies counts hits or changes counters, by its class."""
-    return class_of(dependencies) in CHANGING
+    """Whether a route with these dependencies counts hits or changes counters: whether any
+    of its rate limits is of such a class."""
+    return any(
+        isinstance(depends.dependency, RateLimit) and depends.dependency.route_class in CHANGING
+        for depends in dependencies
+    )
 
 
 def route_class(router: APIRouter, endpoint: Callable[..., Any]) -> RouteClass | None:
