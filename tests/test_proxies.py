@@ -18,7 +18,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tests.server import running_server
 from visit_tracker.api.observer import RequestObserver
-from visit_tracker.api.proxies import PEERS_REMEMBERED, address_of, behind_proxies
+from visit_tracker.api.proxies import (
+    PEERS_REMEMBERED,
+    TrustedProxies,
+    address_of,
+    behind_proxies,
+)
 from visit_tracker.app import create_app
 from visit_tracker.settings import Settings
 
@@ -53,16 +58,28 @@ def seen(
     ],
 )  # fmt: skip
 def test_an_address_is_read_as_the_standard_library_reads_it(text: str) -> None:
-    """A bare entry of a forwarded header is an address exactly when `ipaddress` says so, the
-    same address, IPv4-mapped ones as IPv4."""
+    """A bare entry of a forwarded header is an address exactly when `ipaddress` says so and
+    it has no zone, the same address, IPv4-mapped ones as IPv4."""
     try:
         expected = ipaddress.ip_address(text.strip())
     except ValueError:
         assert address_of(text) is None
         return
-    if isinstance(expected, ipaddress.IPv6Address) and expected.ipv4_mapped is not None:
-        expected = expected.ipv4_mapped
+    if isinstance(expected, ipaddress.IPv6Address):
+        if expected.scope_id is not None:
+            assert address_of(text) is None
+            return
+        if expected.ipv4_mapped is not None:
+            expected = expected.ipv4_mapped
     assert address_of(text) == expected
+
+
+def test_an_entry_with_a_zone_is_no_client_address() -> None:
+    """An IPv6 entry with a zone, which `ipaddress` takes with any text after its `%`, never
+    becomes the client's address: the walk ends there, at the trusted proxy to its right."""
+    forwarded = {"X-Forwarded-For": '::1%"><script>, 192.0.2.10'}
+    assert seen(peer="10.1.2.3", headers=forwarded) == ("192.0.2.10", "http")
+    assert address_of("fe80::1%eth0") is None
 
 
 @pytest.mark.parametrize(
@@ -226,6 +243,7 @@ def test_a_layer_that_sees_more_peers_than_it_remembers_trusts_exactly_its_proxi
     """The verdicts one layer remembers per peer never lend one peer's trust to another, and
     forgetting them, when more peers come than it keeps, trusts no one new nor drops a proxy."""
     app = behind_proxies(report_scope, trusted_proxies=PROXIES)
+    assert isinstance(app, TrustedProxies)
 
     async def client_seen(peer: str) -> str:
         answer: list[bytes] = []
@@ -243,6 +261,7 @@ def test_a_layer_that_sees_more_peers_than_it_remembers_trusts_exactly_its_proxi
             peer = f"198.18.{n // 256}.{n % 256}"
             assert await client_seen(peer) == peer
             assert await client_seen(peer) == peer  # as remembered
+            assert len(app.peers) <= PEERS_REMEMBERED  # forgotten past that
             if n % 256 == 0:
                 assert await client_seen("10.1.2.3") == "198.51.100.7"
 

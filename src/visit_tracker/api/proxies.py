@@ -72,7 +72,9 @@ def written(network: Network) -> str:
 
 
 def address_of(text: str) -> Address | None:
-    """The IP address `text` holds, an IPv4-mapped IPv6 one as IPv4; None if it holds none.
+    """The IP address `text` holds, an IPv4-mapped IPv6 one as IPv4; None if it holds none,
+    or an IPv6 address with a zone (`fe80::1%eth0`): a zone names an interface of the host that
+    wrote it, and `ipaddress` takes any text after the `%`, markup and line breaks included.
 
     Besides a bare address, `text` may hold one as RFC 7239 writes a node, the form some load
     balancers (Azure Application Gateway) give X-Forwarded-For entries: IPv4 with a port
@@ -91,8 +93,11 @@ def address_of(text: str) -> Address | None:
         address = node_address(text)
     if address is None:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:  # `%` and anything after it: no address of a client
+            return None
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
     return address
 
 
