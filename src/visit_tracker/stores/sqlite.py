@@ -644,7 +644,8 @@ class SqliteStore:
 
     async def close(self) -> None:
         self._closing.set()
-        await self._checkpointer
+        with contextlib.suppress(asyncio.CancelledError):  # as when its event loop ended
+            await self._checkpointer
         with contextlib.suppress(sqlite3.Error):
             self._db.execute(CHECKPOINT)
         self._db.close()
@@ -673,9 +674,8 @@ class SqliteStore:
         after any checkpoint under way, even when this task is cancelled: a connection closed
         under a running checkpoint crashes the process (SIGSEGV)."""
         loop = asyncio.get_running_loop()
-        connect = functools.partial(_connect, self._path, busy_timeout=0)
+        checkpointer = _connect(self._path, busy_timeout=0)  # at once, as `open` connects
         with ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoints") as thread:
-            checkpointer = await loop.run_in_executor(thread, connect)
             try:
                 while not await _is_set_within(self._closing, CHECKPOINT_INTERVAL):
                     with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
